@@ -1,0 +1,131 @@
+# -*- coding: utf-8 -*-
+# Copyright: pgha contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Read one PostgreSQL node's replication facts (plain Python, no Ansible)."""
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import os
+
+from ansible_collections.pgha.cluster.plugins.module_utils.postgres import (
+    DRIVER_ERRORS, PgConnectError, connect, query, query_one, safe_message)
+
+DEFAULT_FENCE_LOCK = "/var/lib/pgha/fenced"
+
+# Timeline of a primary: the WAL file being written names it (pg_control_checkpoint
+# still shows the old one until the first checkpoint after promotion).
+NODE_SQL = """
+SELECT pg_is_in_recovery() AS in_recovery,
+       current_setting('server_version') AS server_version,
+       current_setting('server_version_num')::int AS server_version_num,
+       current_setting('data_directory') AS data_directory,
+       current_setting('synchronous_standby_names') AS synchronous_standby_names,
+       current_setting('synchronous_commit') AS synchronous_commit,
+       (SELECT system_identifier::text FROM pg_control_system()) AS system_identifier,
+       (SELECT timeline_id FROM pg_control_checkpoint()) AS checkpoint_timeline,
+       (SELECT min_recovery_end_timeline FROM pg_control_recovery()) AS min_recovery_end_timeline,
+       CASE WHEN pg_is_in_recovery() THEN NULL
+            ELSE ('x' || substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8))::bit(32)::int
+       END AS wal_timeline,
+       CASE WHEN pg_is_in_recovery() THEN NULL ELSE pg_current_wal_lsn()::text END AS current_lsn,
+       pg_last_wal_receive_lsn()::text AS received_lsn,
+       pg_last_wal_replay_lsn()::text AS replayed_lsn
+"""
+
+RECEIVER_SQL = """
+SELECT status, sender_host, sender_port, slot_name, received_tli,
+       flushed_lsn::text AS flushed_lsn, conninfo
+FROM pg_stat_wal_receiver
+"""
+
+REPLICATION_SQL = """
+SELECT application_name, client_addr::text AS client_addr, state, sync_state,
+       sync_priority, sent_lsn::text AS sent_lsn, write_lsn::text AS write_lsn,
+       flush_lsn::text AS flush_lsn, replay_lsn::text AS replay_lsn,
+       CASE WHEN pg_is_in_recovery() THEN NULL
+            ELSE pg_wal_lsn_diff(pg_current_wal_lsn(), replay_lsn)::bigint END AS lag_bytes
+FROM pg_stat_replication ORDER BY application_name
+"""
+
+SLOTS_SQL = """
+SELECT slot_name, slot_type, active, restart_lsn::text AS restart_lsn, wal_status
+FROM pg_replication_slots ORDER BY slot_name
+"""
+
+
+def lsn_to_int(lsn):
+    """'16/B374D848' -> byte position as int; None stays None."""
+    if not lsn:
+        return None
+    high, _, low = lsn.partition("/")
+    return (int(high, 16) << 32) + int(low, 16)
+
+
+def node_timeline(row, receiver):
+    if not row["in_recovery"]:
+        return row["wal_timeline"]
+    candidates = [row["checkpoint_timeline"], row["min_recovery_end_timeline"]]
+    if receiver and receiver.get("received_tli"):
+        candidates.append(receiver["received_tli"])
+    return max(t for t in candidates if t is not None)
+
+
+def read_facts(conn):
+    """Facts of the node behind an open connection."""
+    row = query_one(conn, NODE_SQL)
+    receiver = query_one(conn, RECEIVER_SQL)
+    if receiver and receiver.get("conninfo"):
+        # The conninfo PostgreSQL shows is already obfuscated; keep only safe keys.
+        receiver["conninfo"] = " ".join(
+            kv for kv in receiver["conninfo"].split() if not kv.startswith("password="))
+    in_recovery = row["in_recovery"]
+    # A primary has no receive position; its WAL end is the comparison point.
+    received_lsn = row["received_lsn"] if in_recovery else row["current_lsn"]
+    facts = {
+        "reachable": True,
+        "in_recovery": in_recovery,
+        "role": "standby" if in_recovery else "primary",
+        "server_version": row["server_version"],
+        "server_version_num": row["server_version_num"],
+        "system_identifier": row["system_identifier"],
+        "timeline": node_timeline(row, receiver),
+        "current_lsn": row["current_lsn"],
+        "current_lsn_bytes": lsn_to_int(row["current_lsn"]),
+        "received_lsn": received_lsn,
+        "received_lsn_bytes": lsn_to_int(received_lsn),
+        "replayed_lsn": row["replayed_lsn"],
+        "replayed_lsn_bytes": lsn_to_int(row["replayed_lsn"]),
+        "data_directory": row["data_directory"],
+        "synchronous_standby_names": row["synchronous_standby_names"],
+        "synchronous_commit": row["synchronous_commit"],
+        "wal_receiver": receiver,
+        "replication": query(conn, REPLICATION_SQL),
+        "replication_slots": query(conn, SLOTS_SQL),
+    }
+    if in_recovery and receiver and receiver.get("flushed_lsn"):
+        flushed = lsn_to_int(receiver["flushed_lsn"])
+        if flushed > (facts["received_lsn_bytes"] or 0):
+            facts["received_lsn"], facts["received_lsn_bytes"] = receiver["flushed_lsn"], flushed
+    return facts
+
+
+def unreachable_facts(reason):
+    return {"reachable": False, "reason": reason, "in_recovery": None, "role": "unknown"}
+
+
+def survey_node(params, fence_lock_file=DEFAULT_FENCE_LOCK, local=True):
+    """Facts of one node; an unreachable node yields reachable=False and the reason."""
+    try:
+        conn = connect(params)
+    except PgConnectError as exc:
+        facts = unreachable_facts(str(exc))
+    else:
+        try:
+            facts = read_facts(conn)
+        except DRIVER_ERRORS as exc:
+            facts = unreachable_facts("query failed: %s" % safe_message(exc, params))
+        finally:
+            conn.close()
+    facts["fence_lock_present"] = os.path.exists(fence_lock_file) if local else None
+    return facts

@@ -1,0 +1,106 @@
+# -*- coding: utf-8 -*-
+# Copyright: pgha contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The decision core: cluster state and failover plans from every node's facts.
+
+Pure functions, no I/O. `nodes` maps a node name to the facts returned by
+pg_facts.survey_node (reachable, in_recovery, timeline, received_lsn_bytes,
+system_identifier, replication, ...).
+"""
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+
+class Refusal(Exception):
+    """An unsafe request: nothing may be changed; the message says why."""
+
+
+def reachable(nodes):
+    return dict((n, f) for n, f in nodes.items() if f.get("reachable"))
+
+
+def primaries(nodes):
+    return sorted(n for n, f in reachable(nodes).items() if f.get("in_recovery") is False)
+
+
+def standbys(nodes):
+    return sorted(n for n, f in reachable(nodes).items() if f.get("in_recovery") is True)
+
+
+def sync_standby_names(nodes):
+    """Application names the (last known) primaries report as sync or quorum standbys."""
+    names = set()
+    for facts in reachable(nodes).values():
+        for client in facts.get("replication") or []:
+            if client.get("sync_state") in ("sync", "quorum"):
+                names.add(client.get("application_name"))
+    return names
+
+
+def cluster_state(nodes):
+    """'healthy' (one primary), 'no_primary' or 'split_brain', with the names."""
+    found = primaries(nodes)
+    state = {0: "no_primary", 1: "healthy"}.get(len(found), "split_brain")
+    return {"state": state, "primaries": found, "standbys": standbys(nodes),
+            "unreachable": sorted(n for n, f in nodes.items() if not f.get("reachable"))}
+
+
+def wal_position(facts):
+    return (facts.get("timeline") or 0, facts.get("received_lsn_bytes") or 0)
+
+
+def rank_candidates(nodes, sync_names=()):
+    """Reachable standbys, best first: highest (timeline, received LSN), sync preferred on ties."""
+    def key(name):
+        return wal_position(nodes[name]) + (name in sync_names,)
+    return sorted(standbys(nodes), key=key, reverse=True)
+
+
+def check_system_identifiers(nodes):
+    ids = dict((n, f.get("system_identifier")) for n, f in reachable(nodes).items())
+    if len(set(ids.values())) > 1:
+        detail = ", ".join("%s=%s" % item for item in sorted(ids.items()))
+        raise Refusal("nodes disagree on system identifier (%s): a foreign data directory is present" % detail)
+
+
+def plan_failover(nodes, failed_node=None, candidate=None, force=False, sync_names=None):
+    """The steps of a failover, or Refusal with the reason.
+
+    Returns {"action": "promote", "candidate", "fence", "follow"} or
+    {"action": "none", "reason"} when a failover already happened (idempotent rerun).
+    """
+    if failed_node is not None and failed_node not in nodes:
+        raise Refusal("unknown failed_node %r: known nodes are %s" % (failed_node, ", ".join(sorted(nodes))))
+    if candidate is not None and candidate not in nodes:
+        raise Refusal("unknown candidate %r: known nodes are %s" % (candidate, ", ".join(sorted(nodes))))
+    check_system_identifiers(nodes)
+    state = cluster_state(nodes)
+    live_primaries = [p for p in state["primaries"] if p != failed_node or not force]
+    if state["state"] == "split_brain":
+        raise Refusal("two primaries are running (%s): resolve by hand, then rebuild the wrong one"
+                      % ", ".join(state["primaries"]))
+    if live_primaries and failed_node not in live_primaries:
+        return {"action": "none", "primary": live_primaries[0],
+                "reason": "%s is a reachable primary: nothing to fail over" % live_primaries[0]}
+    if live_primaries and not force:
+        raise Refusal("%s is still a reachable, healthy primary: refusing to fail over (use force=true to "
+                      "fence and replace it)" % live_primaries[0])
+    ranked = rank_candidates(nodes, sync_names if sync_names is not None else sync_standby_names(nodes))
+    ranked = [n for n in ranked if n != failed_node]
+    if not ranked:
+        raise Refusal("no reachable standby to promote")
+    best = ranked[0]
+    if candidate is not None:
+        if candidate not in ranked:
+            raise Refusal("candidate %s is not a reachable standby" % candidate)
+        if wal_position(nodes[candidate]) < wal_position(nodes[best]) and not force:
+            raise Refusal("candidate %s is behind %s (timeline, LSN) %s < %s: promoting it would lose "
+                          "transactions" % (candidate, best, wal_position(nodes[candidate]),
+                                            wal_position(nodes[best])))
+        best = candidate
+    # Every node that is or may be a primary gets fenced: we cannot tell what an
+    # unreachable node is doing.
+    fence = sorted(set(live_primaries) | set(state["unreachable"]) | set([failed_node] if failed_node else []))
+    return {"action": "promote", "candidate": best, "fence": fence,
+            "follow": sorted(n for n in state["standbys"] if n != best)}
