@@ -51,15 +51,14 @@ def normalize_pool_node(raw):
     return dict((name.strip(), _typed(name.strip(), value)) for name, value in raw.items())
 
 
-def parse_show_pool_nodes_unaligned(text, sep="|"):
-    """`psql -A -F'|' -c 'SHOW pool_nodes'` output -> list of nodes (by column name)."""
-    lines = [ln for ln in text.splitlines() if ln.strip() and not ln.startswith("#")]
+def parse_show_pool_nodes(text, sep="|"):
+    """psql output of SHOW pool_nodes (aligned or -A -F'|') -> list of nodes by column name."""
     header = None
     nodes = []
-    for line in lines:
-        if line.startswith("(") and line.rstrip().endswith(")"):
+    for line in text.splitlines():
+        if not line.strip() or line.startswith("#") or set(line.strip()) <= set("-+"):
             continue
-        cells = line.split(sep)
+        cells = [cell.strip() for cell in line.split(sep)]
         if header is None:
             if "node_id" in cells:
                 header = cells
