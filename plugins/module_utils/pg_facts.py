@@ -58,7 +58,7 @@ def lsn_to_int(lsn):
     """'16/B374D848' -> byte position as int; None stays None."""
     if not lsn:
         return None
-    high, _, low = lsn.partition("/")
+    high, low = lsn.split("/")
     return (int(high, 16) << 32) + int(low, 16)
 
 

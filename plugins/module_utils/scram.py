@@ -26,11 +26,14 @@ def _keys(password, salt, iterations):
     return stored_key, server_key
 
 
+def _b64(raw):
+    return base64.b64encode(raw).decode("ascii")
+
+
 def make_verifier(password, salt=None, iterations=ITERATIONS):
     salt = salt if salt is not None else os.urandom(16)
     stored_key, server_key = _keys(password, salt, iterations)
-    b64 = lambda raw: base64.b64encode(raw).decode("ascii")  # noqa: E731
-    return "SCRAM-SHA-256$%d:%s$%s:%s" % (iterations, b64(salt), b64(stored_key), b64(server_key))
+    return "SCRAM-SHA-256$%d:%s$%s:%s" % (iterations, _b64(salt), _b64(stored_key), _b64(server_key))
 
 
 def verifier_matches(verifier, password):

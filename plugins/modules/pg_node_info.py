@@ -31,15 +31,18 @@ options:
     default: /var/lib/pgha/fenced
 attributes:
   check_mode:
+    description: Reads only; runs the same in check mode.
     support: full
   diff_mode:
+    description: Returns no diff.
     support: none
   idempotent:
+    description: Never changes anything.
     support: full
 seealso:
   - module: pgha.cluster.pgpool_node_info
   - module: pgha.cluster.pg_promote
-author: pgha contributors
+author: pgha contributors (@pgha)
 '''
 
 EXAMPLES = r'''
@@ -102,7 +105,7 @@ current_lsn:
   type: str
   sample: 0/3000148
 current_lsn_bytes:
-  description: O(current_lsn) as a byte position.
+  description: current_lsn as a byte position.
   returned: when reachable
   type: int
   sample: 50331976

@@ -33,14 +33,17 @@ options:
     type: str
 attributes:
   check_mode:
+    description: Reports what would change without changing it.
     support: full
   diff_mode:
+    description: Returns the state before and after.
     support: full
   idempotent:
+    description: A second run with the same arguments reports no change.
     support: full
 seealso:
   - module: pgha.cluster.pg_node_info
-author: pgha contributors
+author: pgha contributors (@pgha)
 '''
 
 EXAMPLES = r'''

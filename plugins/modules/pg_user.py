@@ -42,12 +42,15 @@ options:
     default: []
 attributes:
   check_mode:
+    description: Reports what would change without changing it.
     support: full
   diff_mode:
+    description: Returns the state before and after.
     support: full
   idempotent:
+    description: A second run with the same arguments reports no change.
     support: full
-author: pgha contributors
+author: pgha contributors (@pgha)
 '''
 
 EXAMPLES = r'''

@@ -37,17 +37,20 @@ options:
     default: false
 attributes:
   check_mode:
+    description: Reads only; runs the same in check mode.
     support: full
   diff_mode:
+    description: Returns no diff.
     support: none
   idempotent:
+    description: Never changes anything.
     support: full
 seealso:
   - module: pgha.cluster.pgpool_node
   - module: pgha.cluster.pg_node_info
 notes:
   - For O(source=sql) set O(login_port) to pgpool's port (9999 by default in pgpool, not 5432).
-author: pgha contributors
+author: pgha contributors (@pgha)
 '''
 
 EXAMPLES = r'''
