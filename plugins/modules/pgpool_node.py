@@ -39,6 +39,12 @@ options:
     description: With O(state=detached), wait for clients to disconnect (C(-g)).
     type: bool
     default: false
+  wait_timeout:
+    description:
+      - Seconds to wait until pgpool reports the new state (pgpool applies pcp requests
+        asynchronously, through the watchdog leader when there is one). C(0) does not wait.
+    type: int
+    default: 20
 attributes:
   check_mode:
     description: Reports what would change without changing it.
@@ -81,6 +87,8 @@ diff:
   sample: {"before": {"status": "down", "role": "standby"}, "after": {"status": "up", "role": "standby"}}
 '''
 
+import time
+
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.pgha.cluster.plugins.module_utils.ansible_glue import (
@@ -117,6 +125,16 @@ def act(pcp, params):
         pcp.recover(node_id)
 
 
+def wait_for_state(pcp, params):
+    """Re-read the backend until it reached the requested state or the timeout passed."""
+    deadline = time.time() + params["wait_timeout"]
+    while True:
+        node = find_node(pcp.node_info(), params["node_id"])
+        if not needs_action(node, params["state"]) or time.time() >= deadline:
+            return node
+        time.sleep(0.5)
+
+
 def view(node):
     return {"status": node["status"], "role": node["role"]}
 
@@ -128,6 +146,7 @@ def main():
         state=dict(type="str", choices=["attached", "detached", "primary", "recovered"], default="attached"),
         switchover=dict(type="bool", default=False),
         gracefully=dict(type="bool", default=False),
+        wait_timeout=dict(type="int", default=20),
     )
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
     pcp = pcp_from_params(module)
@@ -140,9 +159,12 @@ def main():
         after = before
         if changed and not module.check_mode:
             act(pcp, module.params)
-            after = find_node(pcp.node_info(), node_id)
+            after = wait_for_state(pcp, module.params)
     except PcpError as exc:
         module.fail_json(msg=str(exc))
+    if needs_action(after, module.params["state"]) and not module.check_mode:
+        module.fail_json(msg="pgpool did not report backend %d as %s within %d s" % (
+            node_id, module.params["state"], module.params["wait_timeout"]), node=after)
     module.exit_json(changed=changed, node=after, diff={"before": view(before), "after": view(after)})
 
 

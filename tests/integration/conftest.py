@@ -1,0 +1,80 @@
+"""Integration tests against the deployed lab (bin/lab up + pgha.cluster.site).
+
+Modules are called through ansible with the json callback, exactly as a playbook would.
+"""
+import json
+import os
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[2]
+INVENTORY = REPO / "inventories" / "lab"
+REPORTS = REPO / ".build" / "reports"
+
+
+class LabVars(dict):
+    """The lab's addresses and secrets; repr hides the secrets from test reports."""
+
+    def __repr__(self):
+        return "LabVars(nodes=%r, vip=%r, secrets hidden)" % (self["nodes"], self["vip"])
+
+
+def lab_vars():
+    hosts = yaml.safe_load((INVENTORY / "hosts.yml").read_text())
+    secrets = yaml.safe_load((INVENTORY / "group_vars" / "all" / "secrets.yml").read_text())
+    nodes = hosts["all"]["children"]["pgha_postgresql"]["hosts"]
+    return LabVars(nodes={name: spec["ansible_host"] for name, spec in nodes.items()},
+                   vip=hosts["all"]["vars"]["pgha_vip"], **secrets)
+
+
+class Ansible:
+    def __init__(self):
+        self.env = dict(os.environ, ANSIBLE_STDOUT_CALLBACK="ansible.builtin.json",
+                        ANSIBLE_LOAD_CALLBACK_PLUGINS="1", ANSIBLE_CONFIG=str(REPO / "ansible.cfg"),
+                        ANSIBLE_COLLECTIONS_PATH=str(REPO / ".build" / "collections"))
+
+    def modules(self, pattern, module, args, become_postgres=False, check=False):
+        """Run one module on the hosts of a pattern; return ({host: result}, raw stdout+stderr)."""
+        argv = ["ansible", "-i", str(INVENTORY), pattern, "-m", module]
+        if args:
+            argv += ["-a", json.dumps(args)]
+        if become_postgres:
+            argv += ["--become", "--become-user", "postgres"]
+        if check:
+            argv.append("--check")
+        proc = subprocess.run(argv, env=self.env, cwd=REPO, capture_output=True, text=True, timeout=180)
+        output = json.loads(proc.stdout)
+        return output["plays"][0]["tasks"][0]["hosts"], proc.stdout + proc.stderr
+
+    def module(self, host, module, args, become_postgres=False, check=False):
+        """Run one module on one host; return (result dict, raw stdout+stderr)."""
+        results, raw = self.modules(host, module, args, become_postgres, check)
+        return results[host], raw
+
+    def playbook(self, *args):
+        argv = ["ansible-playbook", "-i", str(INVENTORY), *args]
+        env = dict(self.env, ANSIBLE_STDOUT_CALLBACK="ansible.builtin.default")
+        return subprocess.run(argv, env=env, cwd=REPO, capture_output=True, text=True, timeout=1800)
+
+
+@pytest.fixture(scope="session")
+def ansible():
+    return Ansible()
+
+
+@pytest.fixture(scope="session")
+def lab():
+    if not (INVENTORY / "hosts.yml").exists():
+        pytest.fail("no lab: run bin/lab up and pgha.cluster.site first (bin/test integration does)")
+    return lab_vars()
+
+
+def report(name, text):
+    """Keep measured figures for the issue notes (.build/reports)."""
+    REPORTS.mkdir(parents=True, exist_ok=True)
+    with open(REPORTS / name, "a") as handle:
+        handle.write("%s %s\n" % (time.strftime("%Y-%m-%dT%H:%M:%S"), text))

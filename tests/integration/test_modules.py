@@ -1,0 +1,131 @@
+"""Each module against real PostgreSQL and pgpool-II in the lab."""
+import time
+
+import pytest
+
+from conftest import report
+
+PG_FACTS = "pgha.cluster.pg_node_info"
+POOL_INFO = "pgha.cluster.pgpool_node_info"
+
+
+def pcp_args(lab, **extra):
+    args = {"source": "pcp", "pcp_host": lab["nodes"]["pg1"], "pcp_user": "pgha_pcp",
+            "pcp_password": lab["pgha_pcp_password"]}
+    args.update(extra)
+    return args
+
+
+def test_pg_node_info_primary_and_standbys(ansible, lab):
+    started = time.time()
+    facts = {name: ansible.module(name, PG_FACTS, {}, become_postgres=True)[0] for name in lab["nodes"]}
+    report("timings.txt", "pg_node_info over 3 nodes (sequential ansible calls): %.2f s" % (time.time() - started))
+    primary, standbys = facts["pg1"], [facts["pg2"], facts["pg3"]]
+    assert primary["reachable"] and primary["in_recovery"] is False and primary["role"] == "primary"
+    assert primary["timeline"] >= 1 and primary["current_lsn_bytes"] > 0
+    assert {r["application_name"] for r in primary["replication"]} == {"pg2", "pg3"}
+    assert {s["slot_name"] for s in primary["replication_slots"]} == {"pg2", "pg3"}
+    assert primary["fence_lock_present"] is False
+    for standby in standbys:
+        assert standby["in_recovery"] is True and standby["role"] == "standby"
+        assert standby["wal_receiver"]["status"] == "streaming"
+        assert standby["wal_receiver"]["sender_host"] == lab["nodes"]["pg1"]
+        assert standby["timeline"] == primary["timeline"]
+        assert standby["received_lsn_bytes"] <= primary["current_lsn_bytes"]
+    assert len({f["system_identifier"] for f in facts.values()}) == 1
+
+
+def test_pg_node_info_one_call_surveys_three_nodes(ansible, lab):
+    # The way a failover surveys: one task over every node in parallel.
+    started = time.time()
+    results, _ = ansible.modules("pgha_postgresql", PG_FACTS, {"fail_on_unreachable": False}, become_postgres=True)
+    elapsed = time.time() - started
+    assert sorted(results) == ["pg1", "pg2", "pg3"]
+    assert [results[n]["role"] for n in ("pg1", "pg2", "pg3")] == ["primary", "standby", "standby"]
+    report("timings.txt", "pg_node_info, one ad-hoc call over 3 nodes: %.2f s" % elapsed)
+
+
+def test_pg_node_info_unreachable_is_reported(ansible, lab):
+    args = {"login_host": "10.89.50.250", "connect_timeout": 2, "fail_on_unreachable": False}
+    result, _ = ansible.module("pg1", PG_FACTS, args)
+    assert result["reachable"] is False and "cannot connect" in result["reason"]
+    assert not result.get("failed")
+    args["fail_on_unreachable"] = True
+    result, _ = ansible.module("pg1", PG_FACTS, args)
+    assert result["failed"] and "10.89.50.250" in result["msg"]
+
+
+def test_wrong_password_fails_clearly_without_leaking(ansible, lab):
+    secret = "Wr0ng-" + str(time.time())
+    args = {"login_host": lab["nodes"]["pg2"], "login_user": "pgha_admin", "login_password": secret}
+    result, raw = ansible.module("pg1", PG_FACTS, args)
+    assert result["failed"] and "password authentication failed" in result["msg"]
+    assert secret not in raw
+
+
+def test_pgpool_node_info_sql_pcp_and_watchdog(ansible, lab):
+    sql_args = {"login_host": lab["vip"], "login_user": "pgha_admin", "login_password": lab["pgha_admin_password"]}
+    started = time.time()
+    sql, _ = ansible.module("pg1", POOL_INFO, sql_args)
+    report("timings.txt", "pgpool_node_info (SHOW pool_nodes via VIP): %.2f s" % (time.time() - started))
+    assert [n["node_id"] for n in sql["nodes"]] == [0, 1, 2]
+    assert sql["primary_node_id"] == 0 and sql["disagreements"] == []
+    assert isinstance(sql["nodes"][0]["lb_weight"], float) and sql["nodes"][1]["port"] == 5432
+    pcp, _ = ansible.module("pg1", POOL_INFO, pcp_args(lab, watchdog=True))
+    assert [(n["node_id"], n["role"]) for n in pcp["nodes"]] == [(n["node_id"], n["role"]) for n in sql["nodes"]]
+    assert pcp["watchdog"]["enabled"] is True and pcp["watchdog"]["quorum"] is True
+    assert pcp["watchdog"]["leader"] in lab["nodes"].values()
+    assert len(pcp["watchdog"]["nodes"]) == 3
+
+
+def test_pgpool_node_info_wrong_pcp_password(ansible, lab):
+    secret = "bad-pcp-" + str(time.time())
+    result, raw = ansible.module("pg1", POOL_INFO, pcp_args(lab, pcp_password=secret))
+    assert result["failed"] and "pcp_node_info failed" in result["msg"]
+    assert secret not in raw
+
+
+def test_pgpool_node_detach_attach_idempotent(ansible, lab):
+    args = pcp_args(lab, node_id=2)
+    del args["source"]
+    detach = dict(args, state="detached")
+    attach = dict(args, state="attached")
+    try:
+        checked, _ = ansible.module("pg1", "pgha.cluster.pgpool_node", detach, check=True)
+        assert checked["changed"] and checked["node"]["status"] in ("up", "waiting")
+        done, _ = ansible.module("pg1", "pgha.cluster.pgpool_node", detach)
+        assert done["changed"] and done["node"]["status"] == "down"
+        again, _ = ansible.module("pg1", "pgha.cluster.pgpool_node", detach)
+        assert not again["changed"]
+    finally:
+        back, _ = ansible.module("pg1", "pgha.cluster.pgpool_node", attach)
+    assert back["changed"] and back["node"]["status"] in ("up", "waiting")
+    assert not ansible.module("pg1", "pgha.cluster.pgpool_node", attach)[0]["changed"]
+
+
+def test_pg_promote_refusals_and_noop(ansible, lab):
+    primary, _ = ansible.module("pg1", "pgha.cluster.pg_promote", {}, become_postgres=True)
+    assert not primary.get("failed") and primary["changed"] is False
+    checked, _ = ansible.module("pg2", "pgha.cluster.pg_promote", {}, become_postgres=True, check=True)
+    assert checked["changed"] and checked["diff"]["after"]["role"] == "primary"
+    still, _ = ansible.module("pg2", PG_FACTS, {}, become_postgres=True)
+    assert still["in_recovery"] is True
+    wrong, _ = ansible.module("pg2", "pgha.cluster.pg_promote", {"expected_system_identifier": "1"},
+                              become_postgres=True)
+    assert wrong["failed"] and "refusing to promote" in wrong["msg"]
+    assert ansible.module("pg2", PG_FACTS, {}, become_postgres=True)[0]["in_recovery"] is True
+
+
+@pytest.mark.parametrize("check", [True, False])
+def test_pg_user_create_then_idempotent(ansible, lab, check):
+    args = {"name": "pgha_it_user", "password": "it-secret-password", "member_of": ["pg_monitor"]}
+    first, raw = ansible.module("pg1", "pgha.cluster.pg_user", args, become_postgres=True, check=check)
+    assert "it-secret-password" not in raw
+    if check:
+        assert first["changed"] or first["executed_queries"] == []
+        return
+    second, _ = ansible.module("pg1", "pgha.cluster.pg_user", args, become_postgres=True)
+    assert second["changed"] is False and second["executed_queries"] == []
+    changed_pw, _ = ansible.module("pg1", "pgha.cluster.pg_user", dict(args, password="another-password"),
+                                   become_postgres=True)
+    assert changed_pw["changed"] and "'********'" in changed_pw["executed_queries"][0]
