@@ -5,6 +5,7 @@ Modules are called through ansible with the json callback, exactly as a playbook
 import json
 import os
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -14,6 +15,8 @@ import yaml
 REPO = Path(__file__).resolve().parents[2]
 INVENTORY = REPO / "inventories" / "lab"
 REPORTS = REPO / ".build" / "reports"
+# The tests import the decision core from the installed collection (bin/test installs it).
+sys.path.insert(0, str(REPO / ".build" / "collections"))
 
 
 class LabVars(dict):

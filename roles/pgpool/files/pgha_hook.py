@@ -1,24 +1,201 @@
-"""pgpool-II hook entry point installed by pgha (failover_command, follow_primary_command).
+"""pgpool-II hooks installed by pgha: failover_command and follow_primary_command.
 
-This first version only records the event in the journal and changes nothing: pgpool
-marks the failed backend down and an operator (or pgha.cluster.failover) decides on
-facts read from the servers. It never promotes, restarts or deletes anything.
+    pgha-hook failover %d %h %p %D %m %H %M %P %r %R %N %S
+    pgha-hook follow   %d %h %p %D %m %H %M %P %r %R %N %S
+
+Failover (the fast path, pgpool waits for it): survey every node, let the decision core
+(topology.plan_failover) choose the standby with the most WAL, fence the failed primary
+(lock file + immediate stop over ssh, in parallel with the promotion) and promote.
+pgpool then finds the new primary by itself and runs follow for every other node:
+repoint it (ALTER SYSTEM primary_conninfo / primary_slot_name, reload), wait until it
+streams from the new primary, and attach it. Nothing is ever deleted; a refused plan
+changes nothing. Runs as postgres (pgpool's user): passwords come from ~/.pgpass and
+~/.pcppass, ssh uses ~/.ssh. Settings: /etc/pgha/hook.json (written by the pgpool role).
 """
+import fcntl
+import json
+import os
+import subprocess
 import sys
 import syslog
+import threading
+import time
 
-FIELDS = ("failed_node_id", "failed_host", "failed_port", "failed_datadir", "new_main_id",
-          "new_main_host", "old_main_id", "old_primary_id", "new_main_port", "new_main_datadir",
-          "old_primary_host", "old_primary_port")
+CONFIG = os.environ.get("PGHA_HOOK_CONFIG", "/etc/pgha/hook.json")
+FIELDS = ("node_id", "host", "port", "datadir", "new_main_id", "new_main_host", "old_main_id",
+          "old_primary_id", "new_main_port", "new_main_datadir", "old_primary_host", "old_primary_port")
+
+
+def load_config():
+    with open(CONFIG) as handle:
+        config = json.load(handle)
+    sys.path.insert(0, config["lib_dir"])
+    return config
+
+
+def log(message, priority=syslog.LOG_NOTICE):
+    syslog.syslog(priority, message)
+    sys.stderr.write("pgha-hook: %s\n" % message)
+    sys.stderr.flush()
+
+
+def conn_params(config, node, timeout=1):
+    return {"login_host": node["address"], "login_port": node["port"], "login_user": config["admin_user"],
+            "login_db": "postgres", "connect_timeout": timeout, "ssl_mode": "prefer"}
+
+
+def survey(config, pg_facts):
+    """Facts of every node, read in parallel (an unreachable node costs one connect timeout)."""
+    results = {}
+
+    def read(node):
+        results[node["name"]] = pg_facts.survey_node(conn_params(config, node), local=False)
+
+    threads = [threading.Thread(target=read, args=(n,)) for n in config["nodes"]]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return results
+
+
+def run(argv, timeout):
+    try:
+        proc = subprocess.run(argv, capture_output=True, text=True, timeout=timeout)
+        return proc.returncode, (proc.stdout + proc.stderr).strip()
+    except subprocess.TimeoutExpired:
+        return 124, "timed out after %s s" % timeout
+
+
+def fence(config, node, reason):
+    """Leave the lock file and stop PostgreSQL immediately on a node that may be a primary."""
+    lock = config["fence_lock_file"]
+    note = json.dumps({"fenced_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "reason": reason})
+    remote = ("umask 022; printf '%%s\\n' '%s' > %s; pg_ctlcluster %s main stop -m immediate >/dev/null 2>&1; true"
+              % (note, lock, config["pg_version"]))
+    rc, out = run(["ssh", "-o", "BatchMode=yes", "-o", "ConnectTimeout=2", "postgres@%s" % node["address"], remote], 8)
+    if rc == 0:
+        log("fenced %s: lock file written, PostgreSQL stopped" % node["name"])
+    else:
+        log("could not reach %s to fence it (%s); it stays detached in pgpool and must not be restarted "
+            "as primary" % (node["name"], out), syslog.LOG_WARNING)
+    if config.get("fence_command"):
+        rc, out = run(config["fence_command"] + [node["name"], node["address"]], 30)
+        log("fence_command for %s exited %d: %s" % (node["name"], rc, out))
+
+
+def promote(config, postgres, node):
+    conn = postgres.connect(conn_params(config, node, timeout=3))
+    try:
+        started = time.time()
+        row = postgres.query_one(conn, "SELECT pg_promote(true, 30) AS promoted")
+        if not row["promoted"]:
+            raise RuntimeError("pg_promote on %s did not finish in 30 s" % node["name"])
+        return time.time() - started
+    finally:
+        conn.close()
+
+
+def by_name(config):
+    return dict((n["name"], n) for n in config["nodes"])
+
+
+def failover(config, args):
+    from ansible_collections.pgha.cluster.plugins.module_utils import pg_facts, postgres, topology
+    nodes = config["nodes"]
+    failed = nodes[int(args["node_id"])]
+    if args["node_id"] != args["old_primary_id"]:
+        log("backend %s (%s) failed but it is not the primary (%s): nothing to promote"
+            % (args["node_id"], failed["name"], args["old_primary_id"]))
+        return 0
+    started = time.time()
+    facts = survey(config, pg_facts)
+    try:
+        plan = topology.plan_failover(facts, failed_node=failed["name"])
+    except topology.Refusal as exc:
+        log("failover refused, nothing changed: %s" % exc, syslog.LOG_ERR)
+        return 1
+    if plan["action"] == "none":
+        log("no failover needed: %s" % plan["reason"])
+        return 0
+    named = by_name(config)
+    log("plan: promote %s (timeline, LSN %s), fence %s, then follow %s" % (
+        plan["candidate"], topology.wal_position(facts[plan["candidate"]]), ", ".join(plan["fence"]),
+        ", ".join(plan["follow"]) or "nobody"))
+    fencers = [threading.Thread(target=fence, args=(config, named[n], "failover to %s" % plan["candidate"]))
+               for n in plan["fence"]]
+    for thread in fencers:
+        thread.start()
+    seconds = promote(config, postgres, named[plan["candidate"]])
+    log("promoted %s in %.3f s (%.3f s after the hook started)" % (plan["candidate"], seconds, time.time() - started))
+    for thread in fencers:
+        thread.join(10)
+    return 0
+
+
+def follow(config, args):
+    from ansible_collections.pgha.cluster.plugins.module_utils import pg_facts, postgres
+    from ansible_collections.pgha.cluster.plugins.module_utils.pgpool import Pcp
+    nodes = config["nodes"]
+    node, primary = nodes[int(args["node_id"])], nodes[int(args["new_main_id"])]
+    facts = pg_facts.survey_node(conn_params(config, node, timeout=2), local=False)
+    if not facts["reachable"] or not facts["in_recovery"]:
+        log("follow: %s is %s; leaving it detached (rebuild it with pgha.cluster.rebuild)"
+            % (node["name"], "down" if not facts["reachable"] else "a primary"), syslog.LOG_WARNING)
+        return 0
+    conn = postgres.connect(conn_params(config, primary, timeout=3))
+    try:
+        postgres.query(conn, "SELECT pg_create_physical_replication_slot(%s) WHERE NOT EXISTS "
+                             "(SELECT 1 FROM pg_replication_slots WHERE slot_name = %s)", (node["slot"], node["slot"]))
+    finally:
+        conn.close()
+    conninfo = "host=%s port=%s user=%s application_name=%s" % (
+        primary["address"], primary["port"], config["replication_user"], node["slot"])
+    conn = postgres.connect(conn_params(config, node, timeout=3))
+    try:
+        postgres.query(conn, "ALTER SYSTEM SET primary_conninfo = %s", (conninfo,))
+        postgres.query(conn, "ALTER SYSTEM SET primary_slot_name = %s", (node["slot"],))
+        postgres.query(conn, "SELECT pg_reload_conf()")
+        deadline = time.time() + config.get("follow_timeout", 30)
+        while time.time() < deadline:
+            row = postgres.query_one(conn, "SELECT status, sender_host FROM pg_stat_wal_receiver")
+            if row and row["status"] == "streaming" and row["sender_host"] == primary["address"]:
+                break
+            time.sleep(0.2)
+        else:
+            log("follow: %s does not stream from %s yet; leaving it detached" % (node["name"], primary["name"]),
+                syslog.LOG_WARNING)
+            return 1
+    finally:
+        conn.close()
+    pcp = Pcp(lambda argv, env: _run_env(argv, env), "localhost", config["pcp_port"], config["pcp_user"],
+              passfile=os.path.expanduser("~/.pcppass"))
+    pcp.attach(args["node_id"])
+    log("follow: %s streams from %s and is attached again" % (node["name"], primary["name"]))
+    return 0
+
+
+def _run_env(argv, env):
+    proc = subprocess.run(argv, capture_output=True, text=True, env=dict(os.environ, **env), timeout=30)
+    return proc.returncode, proc.stdout, proc.stderr
 
 
 def main(argv):
-    event = argv[1] if len(argv) > 1 else "unknown"
-    details = " ".join("%s=%s" % pair for pair in zip(FIELDS, argv[2:]))
-    syslog.openlog("pgha-hook")
-    syslog.syslog(syslog.LOG_WARNING, "pgpool %s event: %s; no automatic action (run pgha.cluster.failover)"
-                  % (event, details))
-    return 0
+    syslog.openlog("pgha-hook", syslog.LOG_PID)
+    if len(argv) < 3 or argv[1] not in ("failover", "follow"):
+        log("usage: pgha-hook failover|follow %d %h %p %D %m %H %M %P %r %R %N %S", syslog.LOG_ERR)
+        return 2
+    config = load_config()
+    args = dict(zip(FIELDS, argv[2:]))
+    # One failover at a time on this node; follow runs per node and may overlap.
+    with open(config["lock_path"] + "." + argv[1], "a") as lock:
+        if argv[1] == "failover":
+            fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            return failover(config, args) if argv[1] == "failover" else follow(config, args)
+        except Exception as exc:  # a hook must report, never crash silently
+            log("%s failed: %s: %s" % (argv[1], type(exc).__name__, exc), syslog.LOG_ERR)
+            return 1
 
 
 if __name__ == "__main__":
