@@ -3,7 +3,7 @@
 set -euo pipefail
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 VENV="$REPO/.venv"
-BUILD="$REPO/.build"
+BUILD="${PGHA_BUILD_DIR:-$REPO/.build}"
 export CONTAINERS_CONF="$REPO/lab/containers.conf"
 export ANSIBLE_COLLECTIONS_PATH="$BUILD/collections"
 export ANSIBLE_CONFIG="$REPO/ansible.cfg"

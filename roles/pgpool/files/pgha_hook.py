@@ -128,9 +128,59 @@ def failover(config, args):
         thread.start()
     seconds = promote(config, postgres, named[plan["candidate"]])
     log("promoted %s in %.3f s (%.3f s after the hook started)" % (plan["candidate"], seconds, time.time() - started))
-    for thread in fencers:
+    # Repoint the other standbys now, not in follow_primary_command: with synchronous
+    # replication the new primary's commits wait until one of them streams again.
+    followers = [threading.Thread(target=repoint_quietly, args=(config, postgres, named[n], named[plan["candidate"]]))
+                 for n in plan["follow"]]
+    for thread in followers:
+        thread.start()
+    for thread in fencers + followers:
         thread.join(10)
+    log("failover done in %.3f s" % (time.time() - started))
     return 0
+
+
+def repoint_quietly(config, postgres, node, primary):
+    try:
+        repoint(config, postgres, node, primary)
+        log("repointed %s to %s" % (node["name"], primary["name"]))
+    except Exception as exc:  # follow_primary_command retries it
+        log("could not repoint %s yet (%s); follow will retry" % (node["name"], exc), syslog.LOG_WARNING)
+
+
+def repoint(config, postgres, node, primary):
+    """Make a standby stream from the new primary: a slot there, primary_conninfo here, reload."""
+    conn = postgres.connect(conn_params(config, primary, timeout=3))
+    try:
+        postgres.query(conn, "SELECT pg_create_physical_replication_slot(%s) WHERE NOT EXISTS "
+                             "(SELECT 1 FROM pg_replication_slots WHERE slot_name = %s)", (node["slot"], node["slot"]))
+    finally:
+        conn.close()
+    conninfo = "host=%s port=%s user=%s application_name=%s" % (
+        primary["address"], primary["port"], config["replication_user"], node["slot"])
+    conn = postgres.connect(conn_params(config, node, timeout=3))
+    try:
+        # ALTER SYSTEM writes postgresql.auto.conf, which wins over every included file.
+        postgres.query(conn, "ALTER SYSTEM SET primary_conninfo = %s", (conninfo,))
+        postgres.query(conn, "ALTER SYSTEM SET primary_slot_name = %s", (node["slot"],))
+        postgres.query(conn, "SELECT pg_reload_conf()")
+    finally:
+        conn.close()
+
+
+def streams_from(config, postgres, node, primary, timeout):
+    conn = postgres.connect(conn_params(config, node, timeout=3))
+    try:
+        deadline = time.time() + timeout
+        while True:
+            row = postgres.query_one(conn, "SELECT status, sender_host FROM pg_stat_wal_receiver")
+            if row and row["status"] == "streaming" and row["sender_host"] == primary["address"]:
+                return True
+            if time.time() >= deadline:
+                return False
+            time.sleep(0.2)
+    finally:
+        conn.close()
 
 
 def follow(config, args):
@@ -143,33 +193,14 @@ def follow(config, args):
         log("follow: %s is %s; leaving it detached (rebuild it with pgha.cluster.rebuild)"
             % (node["name"], "down" if not facts["reachable"] else "a primary"), syslog.LOG_WARNING)
         return 0
-    conn = postgres.connect(conn_params(config, primary, timeout=3))
-    try:
-        postgres.query(conn, "SELECT pg_create_physical_replication_slot(%s) WHERE NOT EXISTS "
-                             "(SELECT 1 FROM pg_replication_slots WHERE slot_name = %s)", (node["slot"], node["slot"]))
-    finally:
-        conn.close()
-    conninfo = "host=%s port=%s user=%s application_name=%s" % (
-        primary["address"], primary["port"], config["replication_user"], node["slot"])
-    conn = postgres.connect(conn_params(config, node, timeout=3))
-    try:
-        postgres.query(conn, "ALTER SYSTEM SET primary_conninfo = %s", (conninfo,))
-        postgres.query(conn, "ALTER SYSTEM SET primary_slot_name = %s", (node["slot"],))
-        postgres.query(conn, "SELECT pg_reload_conf()")
-        deadline = time.time() + config.get("follow_timeout", 30)
-        while time.time() < deadline:
-            row = postgres.query_one(conn, "SELECT status, sender_host FROM pg_stat_wal_receiver")
-            if row and row["status"] == "streaming" and row["sender_host"] == primary["address"]:
-                break
-            time.sleep(0.2)
-        else:
-            log("follow: %s does not stream from %s yet; leaving it detached" % (node["name"], primary["name"]),
-                syslog.LOG_WARNING)
-            return 1
-    finally:
-        conn.close()
-    pcp = Pcp(lambda argv, env: _run_env(argv, env), "localhost", config["pcp_port"], config["pcp_user"],
-              passfile=os.path.expanduser("~/.pcppass"))
+    sender = (facts.get("wal_receiver") or {}).get("sender_host")
+    if sender != primary["address"]:
+        repoint(config, postgres, node, primary)
+    if not streams_from(config, postgres, node, primary, config.get("follow_timeout", 30)):
+        log("follow: %s does not stream from %s yet; leaving it detached" % (node["name"], primary["name"]),
+            syslog.LOG_WARNING)
+        return 1
+    pcp = Pcp(_run_env, "localhost", config["pcp_port"], config["pcp_user"], passfile=os.path.expanduser("~/.pcppass"))
     pcp.attach(args["node_id"])
     log("follow: %s streams from %s and is attached again" % (node["name"], primary["name"]))
     return 0
