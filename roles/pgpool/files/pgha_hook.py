@@ -61,7 +61,7 @@ def survey(config, pg_facts):
 
 def run(argv, timeout):
     try:
-        proc = subprocess.run(argv, capture_output=True, text=True, timeout=timeout)
+        proc = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, check=False)
         return proc.returncode, (proc.stdout + proc.stderr).strip()
     except subprocess.TimeoutExpired:
         return 124, "timed out after %s s" % timeout
@@ -207,7 +207,7 @@ def follow(config, args):
 
 
 def _run_env(argv, env):
-    proc = subprocess.run(argv, capture_output=True, text=True, env=dict(os.environ, **env), timeout=30)
+    proc = subprocess.run(argv, capture_output=True, text=True, env=dict(os.environ, **env), timeout=30, check=False)
     return proc.returncode, proc.stdout, proc.stderr
 
 
