@@ -14,9 +14,10 @@ import yaml
 
 REPO = Path(__file__).resolve().parents[2]
 INVENTORY = REPO / "inventories" / "lab"
-REPORTS = REPO / ".build" / "reports"
+BUILD = Path(os.environ.get("PGHA_BUILD_DIR", REPO / ".build"))
+REPORTS = BUILD / "reports"
 # The tests import the decision core from the installed collection (bin/test installs it).
-sys.path.insert(0, str(REPO / ".build" / "collections"))
+sys.path.insert(0, str(BUILD / "collections"))
 
 
 class LabVars(dict):
@@ -38,7 +39,7 @@ class Ansible:
     def __init__(self):
         self.env = dict(os.environ, ANSIBLE_STDOUT_CALLBACK="ansible.builtin.json",
                         ANSIBLE_LOAD_CALLBACK_PLUGINS="1", ANSIBLE_CONFIG=str(REPO / "ansible.cfg"),
-                        ANSIBLE_COLLECTIONS_PATH=str(REPO / ".build" / "collections"))
+                        ANSIBLE_COLLECTIONS_PATH=str(BUILD / "collections"))
 
     def modules(self, pattern, module, args, become_postgres=False, check=False):
         """Run one module on the hosts of a pattern; return ({host: result}, raw stdout+stderr)."""
