@@ -82,3 +82,18 @@ def report(name, text):
     REPORTS.mkdir(parents=True, exist_ok=True)
     with open(REPORTS / name, "a") as handle:
         handle.write("%s %s\n" % (time.strftime("%Y-%m-%dT%H:%M:%S"), text))
+
+
+@pytest.fixture(scope="session")
+def chaos_table(lab):
+    """The table the writer fills; the lab must start with exactly one primary."""
+    import psycopg2
+    from cluster_probe import primaries, survey
+    before = primaries(survey(lab))
+    assert len(before) == 1, "the lab must start with one primary, found %s" % before
+    conn = psycopg2.connect(host=lab["vip"], port=9999, user="pgha_admin", password=lab["pgha_admin_password"],
+                            dbname="postgres")
+    conn.autocommit = True
+    with conn.cursor() as cur:
+        cur.execute("CREATE TABLE IF NOT EXISTS pgha_chaos (id bigint PRIMARY KEY, at timestamptz DEFAULT now())")
+    conn.close()

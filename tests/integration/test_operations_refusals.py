@@ -1,15 +1,9 @@
 """Unsafe requests are refused with a clear message and change nothing."""
-from ansible_collections.pgha.cluster.plugins.module_utils.pg_facts import survey_node
+from cluster_probe import survey
 
 
 def roles(lab):
-    facts = {}
-    for name, address in lab["nodes"].items():
-        params = {"login_host": address, "login_port": 5432, "login_user": "pgha_admin",
-                  "login_password": lab["pgha_admin_password"], "login_db": "postgres", "connect_timeout": 2}
-        node = survey_node(params, local=False)
-        facts[name] = (node["role"], node.get("timeline"))
-    return facts
+    return dict((name, (node["role"], node.get("timeline"))) for name, node in survey(lab).items())
 
 
 def primary_of(state):

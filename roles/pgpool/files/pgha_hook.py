@@ -108,6 +108,10 @@ def failover(config, args):
         log("backend %s (%s) failed but it is not the primary (%s): nothing to promote"
             % (args["node_id"], failed["name"], args["old_primary_id"]))
         return 0
+    if os.path.exists(config["maintenance_file"]):
+        log("maintenance in progress (%s): no automatic failover for %s; the running playbook decides"
+            % (config["maintenance_file"], failed["name"]), syslog.LOG_WARNING)
+        return 0
     started = time.time()
     facts = survey(config, pg_facts)
     try:
