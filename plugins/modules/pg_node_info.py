@@ -17,6 +17,7 @@ description:
   - With O(fail_on_unreachable=false) an unreachable server yields C(reachable=false) and
     the reason instead of a failure, so a failover can survey dead nodes.
 extends_documentation_fragment:
+  - pgha.cluster.attributes.info_module
   - pgha.cluster.postgres
 options:
   fail_on_unreachable:
@@ -29,16 +30,6 @@ options:
         module runs on.
     type: path
     default: /var/lib/pgha/fenced
-attributes:
-  check_mode:
-    description: Reads only; runs the same in check mode.
-    support: full
-  diff_mode:
-    description: Returns no diff.
-    support: none
-  idempotent:
-    description: Never changes anything.
-    support: full
 seealso:
   - module: pgha.cluster.pgpool_node_info
   - module: pgha.cluster.pg_promote

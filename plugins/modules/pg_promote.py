@@ -18,6 +18,7 @@ description:
     O(expected_system_identifier).
   - This module does not fence the old primary; the failover playbook does that first.
 extends_documentation_fragment:
+  - pgha.cluster.attributes
   - pgha.cluster.postgres
 options:
   timeout:
@@ -31,16 +32,6 @@ options:
   expected_system_identifier:
     description: Refuse unless the server has this system identifier.
     type: str
-attributes:
-  check_mode:
-    description: Reports what would change without changing it.
-    support: full
-  diff_mode:
-    description: Returns the state before and after.
-    support: full
-  idempotent:
-    description: A second run with the same arguments reports no change.
-    support: full
 seealso:
   - module: pgha.cluster.pg_node_info
 author: pgha contributors (@pgha)

@@ -17,6 +17,7 @@ description:
   - Only what pgha needs (replication, superuser, membership in predefined roles); use
     community.postgresql for general role management.
 extends_documentation_fragment:
+  - pgha.cluster.attributes
   - pgha.cluster.postgres
 options:
   name:
@@ -40,16 +41,6 @@ options:
     type: list
     elements: str
     default: []
-attributes:
-  check_mode:
-    description: Reports what would change without changing it.
-    support: full
-  diff_mode:
-    description: Returns the state before and after.
-    support: full
-  idempotent:
-    description: A second run with the same arguments reports no change.
-    support: full
 author: pgha contributors (@pgha)
 '''
 

@@ -15,6 +15,7 @@ description:
     (C(pcp_attach_node), C(pcp_detach_node), C(pcp_promote_node), C(pcp_recovery_node)).
   - The PCP password goes through a temporary 0600 pcppass file, never a command line.
 extends_documentation_fragment:
+  - pgha.cluster.attributes
   - pgha.cluster.pgpool
 options:
   node_id:
@@ -45,16 +46,6 @@ options:
         asynchronously, through the watchdog leader when there is one). C(0) does not wait.
     type: int
     default: 20
-attributes:
-  check_mode:
-    description: Reports what would change without changing it.
-    support: full
-  diff_mode:
-    description: Returns the state before and after.
-    support: full
-  idempotent:
-    description: A second run with the same arguments reports no change.
-    support: full
 seealso:
   - module: pgha.cluster.pgpool_node_info
 author: pgha contributors (@pgha)

@@ -18,6 +18,7 @@ description:
     (pg_status, pg_role).
   - With O(watchdog=true) also reads C(pcp_watchdog_info) (leader, quorum, members).
 extends_documentation_fragment:
+  - pgha.cluster.attributes.info_module
   - pgha.cluster.postgres
   - pgha.cluster.pgpool
 options:
@@ -35,16 +36,6 @@ options:
     description: Also read the watchdog state through PCP.
     type: bool
     default: false
-attributes:
-  check_mode:
-    description: Reads only; runs the same in check mode.
-    support: full
-  diff_mode:
-    description: Returns no diff.
-    support: none
-  idempotent:
-    description: Never changes anything.
-    support: full
 seealso:
   - module: pgha.cluster.pgpool_node
   - module: pgha.cluster.pg_node_info
