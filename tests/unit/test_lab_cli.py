@@ -1,6 +1,8 @@
 """bin/lab refuses bad input with one clear line and exit code 2, before touching anything."""
 import shutil
 import subprocess
+import tempfile
+from pathlib import Path
 
 import pytest
 
@@ -25,14 +27,16 @@ def test_node_count_out_of_range(count):
 
 
 @pytest.mark.skipif(shutil.which("setpriv") is None, reason="setpriv (util-linux) not installed")
-def test_non_root_is_refused(tmp_path):
+def test_non_root_is_refused():
     # A copy nobody can read, run by the system Python (root's pyenv is not readable by nobody).
-    script = tmp_path / "lab"
+    folder = Path(tempfile.mkdtemp(prefix="pgha-lab-cli-"))
+    folder.chmod(0o755)
+    script = folder / "lab"
     script.write_text((REPO / "bin" / "lab").read_text())
-    tmp_path.chmod(0o755)
     script.chmod(0o755)
     result = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "/usr/bin/python3",
                              str(script), "status"], capture_output=True, text=True, timeout=30)
+    shutil.rmtree(folder)
     assert result.returncode == 2
     assert result.stderr.strip() == "lab: error: the lab needs root (podman networks, debootstrap): run it as root or with sudo"
 
