@@ -59,8 +59,8 @@ class Ansible:
         results, raw = self.modules(host, module, args, become_postgres, check)
         return results[host], raw
 
-    def playbook(self, *args):
-        argv = ["ansible-playbook", "-i", str(INVENTORY), *args]
+    def playbook(self, *args, inventory=INVENTORY):
+        argv = ["ansible-playbook", "-i", str(inventory), *args]
         env = dict(self.env, ANSIBLE_STDOUT_CALLBACK="ansible.builtin.default")
         return subprocess.run(argv, env=env, cwd=REPO, capture_output=True, text=True, timeout=1800)
 
