@@ -12,7 +12,7 @@ LAB = str(REPO / "bin" / "lab")
 
 
 def run(*args):
-    return subprocess.run([LAB, *args], capture_output=True, text=True, timeout=30)
+    return subprocess.run([LAB, *args], capture_output=True, text=True, timeout=30, check=False)
 
 
 def test_unknown_subcommand():
@@ -35,7 +35,7 @@ def test_non_root_is_refused():
     script.write_text((REPO / "bin" / "lab").read_text())
     script.chmod(0o755)
     result = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "/usr/bin/python3",
-                             str(script), "status"], capture_output=True, text=True, timeout=30)
+                             str(script), "status"], capture_output=True, text=True, timeout=30, check=False)
     shutil.rmtree(folder)
     assert result.returncode == 2
     assert result.stderr.strip() == "lab: error: the lab needs root (podman networks, debootstrap): run it as root or with sudo"
