@@ -16,7 +16,8 @@ description:
   - A server that is already a primary is left alone (not changed).
   - Refuses, changing nothing, when the server's system identifier differs from
     O(expected_system_identifier).
-  - This module does not fence the old primary; the failover playbook does that first.
+  - This module does not fence the old primary; the failover playbook does that first. It
+    refuses to promote a standby that still streams from a primary (O(allow_streaming)).
 extends_documentation_fragment:
   - pgha.cluster.attributes
   - pgha.cluster.postgres
@@ -32,6 +33,13 @@ options:
   expected_system_identifier:
     description: Refuse unless the server has this system identifier.
     type: str
+  allow_streaming:
+    description:
+      - Promote even while the standby still streams from a primary. By default that is
+        refused, because the primary it streams from is alive and promoting would make a
+        second writable primary; fence the primary first.
+    type: bool
+    default: false
 seealso:
   - module: pgha.cluster.pg_node_info
 author: pgha contributors (@pgha)
@@ -90,6 +98,7 @@ def main():
         timeout=dict(type="int", default=60),
         checkpoint=dict(type="bool", default=True),
         expected_system_identifier=dict(type="str"),
+        allow_streaming=dict(type="bool", default=False),
     )
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
     ensure_psycopg2(module)
@@ -105,6 +114,11 @@ def main():
             module.fail_json(msg="refusing to promote: system identifier %s is not the expected %s" % (
                 facts["system_identifier"], expected))
         before = {"role": facts["role"]}
+        receiver = facts["wal_receiver"] or {}
+        if facts["in_recovery"] and receiver.get("status") == "streaming" and not params["allow_streaming"]:
+            module.fail_json(msg="refusing to promote: this standby still streams from %s:%s, a live primary; "
+                                 "fence that primary first (or pass allow_streaming=true)" % (
+                                     receiver.get("sender_host"), receiver.get("sender_port")))
         if not facts["in_recovery"]:
             module.exit_json(changed=False, timeline=facts["timeline"], promote_seconds=0.0,
                              diff={"before": before, "after": before})

@@ -3,10 +3,19 @@ import time
 
 import pytest
 
+from cluster_probe import primaries, survey
 from conftest import report
 
 PG_FACTS = "pgha.cluster.pg_node_info"
 POOL_INFO = "pgha.cluster.pgpool_node_info"
+
+
+@pytest.fixture()
+def roles(lab):
+    """The current primary and standbys, read from the servers (never assumed)."""
+    found = primaries(survey(lab))
+    assert len(found) == 1, "the lab must have one primary, found %s" % found
+    return found[0], sorted(n for n in lab["nodes"] if n != found[0])
 
 
 def pcp_args(lab, **extra):
@@ -16,33 +25,35 @@ def pcp_args(lab, **extra):
     return args
 
 
-def test_pg_node_info_primary_and_standbys(ansible, lab):
+def test_pg_node_info_primary_and_standbys(ansible, lab, roles):
+    primary_name, standby_names = roles
     started = time.time()
     # Standbys first: the primary's WAL position only grows, so it must be >= what they received.
-    facts = {name: ansible.module(name, PG_FACTS, {}, become_postgres=True)[0] for name in ("pg2", "pg3", "pg1")}
+    facts = {name: ansible.module(name, PG_FACTS, {}, become_postgres=True)[0]
+             for name in standby_names + [primary_name]}
     report("timings.txt", "pg_node_info over 3 nodes (sequential ansible calls): %.2f s" % (time.time() - started))
-    primary, standbys = facts["pg1"], [facts["pg2"], facts["pg3"]]
+    primary, standbys = facts[primary_name], [facts[n] for n in standby_names]
     assert primary["reachable"] and primary["in_recovery"] is False and primary["role"] == "primary"
     assert primary["timeline"] >= 1 and primary["current_lsn_bytes"] > 0
-    assert {r["application_name"] for r in primary["replication"]} == {"pg2", "pg3"}
-    assert {s["slot_name"] for s in primary["replication_slots"]} == {"pg2", "pg3"}
+    assert {r["application_name"] for r in primary["replication"]} == set(standby_names)
+    assert set(standby_names) <= {s["slot_name"] for s in primary["replication_slots"]}
     assert primary["fence_lock_present"] is False
     for standby in standbys:
         assert standby["in_recovery"] is True and standby["role"] == "standby"
         assert standby["wal_receiver"]["status"] == "streaming"
-        assert standby["wal_receiver"]["sender_host"] == lab["nodes"]["pg1"]
+        assert standby["wal_receiver"]["sender_host"] == lab["nodes"][primary_name]
         assert standby["timeline"] == primary["timeline"]
         assert standby["received_lsn_bytes"] <= primary["current_lsn_bytes"]
     assert len({f["system_identifier"] for f in facts.values()}) == 1
 
 
-def test_pg_node_info_one_call_surveys_three_nodes(ansible, lab):
+def test_pg_node_info_one_call_surveys_three_nodes(ansible, lab, roles):
     # The way a failover surveys: one task over every node in parallel.
     started = time.time()
     results, _ = ansible.modules("pgha_postgresql", PG_FACTS, {"fail_on_unreachable": False}, become_postgres=True)
     elapsed = time.time() - started
     assert sorted(results) == ["pg1", "pg2", "pg3"]
-    assert [results[n]["role"] for n in ("pg1", "pg2", "pg3")] == ["primary", "standby", "standby"]
+    assert [results[n]["role"] for n in [roles[0]] + roles[1]] == ["primary", "standby", "standby"]
     report("timings.txt", "pg_node_info, one ad-hoc call over 3 nodes: %.2f s" % elapsed)
 
 
@@ -64,13 +75,13 @@ def test_wrong_password_fails_clearly_without_leaking(ansible, lab):
     assert secret not in raw
 
 
-def test_pgpool_node_info_sql_pcp_and_watchdog(ansible, lab):
+def test_pgpool_node_info_sql_pcp_and_watchdog(ansible, lab, roles):
     sql_args = {"login_host": lab["vip"], "login_user": "pgha_admin", "login_password": lab["pgha_admin_password"]}
     started = time.time()
     sql, _ = ansible.module("pg1", POOL_INFO, sql_args)
     report("timings.txt", "pgpool_node_info (SHOW pool_nodes via VIP): %.2f s" % (time.time() - started))
     assert [n["node_id"] for n in sql["nodes"]] == [0, 1, 2]
-    assert sql["primary_node_id"] == 0 and sql["disagreements"] == []
+    assert sql["primary_node_id"] == sorted(lab["nodes"]).index(roles[0]) and sql["disagreements"] == []
     assert isinstance(sql["nodes"][0]["lb_weight"], float) and sql["nodes"][1]["port"] == 5432
     pcp, _ = ansible.module("pg1", POOL_INFO, pcp_args(lab, watchdog=True))
     assert [(n["node_id"], n["role"]) for n in pcp["nodes"]] == [(n["node_id"], n["role"]) for n in sql["nodes"]]
@@ -86,8 +97,8 @@ def test_pgpool_node_info_wrong_pcp_password(ansible, lab):
     assert secret not in raw
 
 
-def test_pgpool_node_detach_attach_idempotent(ansible, lab):
-    args = pcp_args(lab, node_id=2)
+def test_pgpool_node_detach_attach_idempotent(ansible, lab, roles):
+    args = pcp_args(lab, node_id=sorted(lab["nodes"]).index(roles[1][-1]))
     del args["source"]
     detach = dict(args, state="detached")
     attach = dict(args, state="attached")
@@ -104,29 +115,33 @@ def test_pgpool_node_detach_attach_idempotent(ansible, lab):
     assert not ansible.module("pg1", "pgha.cluster.pgpool_node", attach)[0]["changed"]
 
 
-def test_pg_promote_refusals_and_noop(ansible, lab):
-    primary, _ = ansible.module("pg1", "pgha.cluster.pg_promote", {}, become_postgres=True)
+def test_pg_promote_refusals_and_noop(ansible, lab, roles):
+    primary_name, (standby_name, _) = roles
+    primary, _ = ansible.module(primary_name, "pgha.cluster.pg_promote", {}, become_postgres=True)
     assert not primary.get("failed") and primary["changed"] is False
-    checked, _ = ansible.module("pg2", "pgha.cluster.pg_promote", {}, become_postgres=True, check=True)
+    # A standby that streams from a live primary is never promoted: that would be split brain.
+    streaming, _ = ansible.module(standby_name, "pgha.cluster.pg_promote", {}, become_postgres=True)
+    assert streaming["failed"] and "still streams from %s" % lab["nodes"][primary_name] in streaming["msg"]
+    checked, _ = ansible.module(standby_name, "pgha.cluster.pg_promote", {"allow_streaming": True},
+                                become_postgres=True, check=True)
     assert checked["changed"] and checked["diff"]["after"]["role"] == "primary"
-    still, _ = ansible.module("pg2", PG_FACTS, {}, become_postgres=True)
-    assert still["in_recovery"] is True
-    wrong, _ = ansible.module("pg2", "pgha.cluster.pg_promote", {"expected_system_identifier": "1"},
-                              become_postgres=True)
-    assert wrong["failed"] and "refusing to promote" in wrong["msg"]
-    assert ansible.module("pg2", PG_FACTS, {}, become_postgres=True)[0]["in_recovery"] is True
+    wrong, _ = ansible.module(standby_name, "pgha.cluster.pg_promote",
+                              {"expected_system_identifier": "1", "allow_streaming": True}, become_postgres=True)
+    assert wrong["failed"] and "system identifier" in wrong["msg"]
+    assert ansible.module(standby_name, PG_FACTS, {}, become_postgres=True)[0]["in_recovery"] is True
+    assert primaries(survey(lab)) == [primary_name]
 
 
 @pytest.mark.parametrize("check", [True, False])
-def test_pg_user_create_then_idempotent(ansible, lab, check):
+def test_pg_user_create_then_idempotent(ansible, lab, roles, check):
     args = {"name": "pgha_it_user", "password": "it-secret-password", "member_of": ["pg_monitor"]}
-    first, raw = ansible.module("pg1", "pgha.cluster.pg_user", args, become_postgres=True, check=check)
+    first, raw = ansible.module(roles[0], "pgha.cluster.pg_user", args, become_postgres=True, check=check)
     assert "it-secret-password" not in raw
     if check:
         assert first["changed"] or first["executed_queries"] == []
         return
-    second, _ = ansible.module("pg1", "pgha.cluster.pg_user", args, become_postgres=True)
+    second, _ = ansible.module(roles[0], "pgha.cluster.pg_user", args, become_postgres=True)
     assert second["changed"] is False and second["executed_queries"] == []
-    changed_pw, _ = ansible.module("pg1", "pgha.cluster.pg_user", dict(args, password="another-password"),
+    changed_pw, _ = ansible.module(roles[0], "pgha.cluster.pg_user", dict(args, password="another-password"),
                                    become_postgres=True)
     assert changed_pw["changed"] and "'********'" in changed_pw["executed_queries"][0]

@@ -24,9 +24,12 @@ def test_kill_primary_failover_and_rebuild_cycles(lab, ansible, chaos_table):
         sampler.start()
         assert wait_for(lambda: len(writer.acked) > 20, 20), "writer never wrote before the fault"
         version = lab_exec(old_primary, "ls /var/lib/postgresql").stdout.split()[0]
-        killed_at = time.time()
-        kill = lab_exec(old_primary, "kill -9 $(head -1 /var/lib/postgresql/%s/main/postmaster.pid)" % version)
+        # The node stamps the moment of the kill itself: podman exec's own start-up time
+        # (up to seconds on a loaded host) must not count as failover time.
+        kill = lab_exec(old_primary, "pid=$(head -1 /var/lib/postgresql/%s/main/postmaster.pid); "
+                                     "date +%%s.%%N; kill -9 $pid" % version)
         assert kill.returncode == 0, kill.stderr
+        killed_at = float(kill.stdout.split()[0])
         old_address = lab["nodes"][old_primary]
         # The first write acknowledged by another server than the killed one (a commit that
         # was in flight may still be acknowledged by the dying primary: that is not recovery).
