@@ -25,7 +25,7 @@ attributes:
     INFO_MODULE = r'''
 attributes:
   check_mode:
-    description: Reads only; runs the same in check mode.
+    description: Changes nothing; runs the same in check mode.
     support: full
   diff_mode:
     description: Returns no diff.

@@ -133,7 +133,7 @@ def summarize(nodes):
 
 
 @contextmanager
-def pcppass_file(host, port, user, password):
+def pcppass_file(port, user, password):
     """A temporary 0600 .pcppass so the password is never on a command line."""
     fd, path = tempfile.mkstemp(prefix="pgha-pcppass-")
     try:
@@ -148,17 +148,17 @@ def pcppass_file(host, port, user, password):
 class Pcp:
     """Runs pcp tools against one pgpool (always with -h: see notes on Debian sockets)."""
 
-    def __init__(self, runner, host, port=9898, user="pcpadmin", password=None, passfile=None, timeout=10):
+    def __init__(self, runner, host, port=9898, user="pcpadmin", password=None, passfile=None):
         self.runner = runner
         self.host, self.port, self.user = host, port, user
-        self.password, self.passfile, self.timeout = password, passfile, timeout
+        self.password, self.passfile = password, passfile
 
     def argv(self, tool, *args):
         return [tool, "-h", self.host, "-p", str(self.port), "-U", self.user, "-w"] + [str(a) for a in args]
 
     def run(self, tool, *args):
         if self.password:
-            with pcppass_file(self.host, self.port, self.user, self.password) as path:
+            with pcppass_file(self.port, self.user, self.password) as path:
                 return self._run(tool, args, path)
         return self._run(tool, args, self.passfile)
 

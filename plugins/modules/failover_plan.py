@@ -34,16 +34,8 @@ options:
     description: Fail over although the primary still answers (it is fenced), or promote a candidate that is behind.
     type: bool
     default: false
-attributes:
-  check_mode:
-    description: Decides only; runs the same in check mode.
-    support: full
-  diff_mode:
-    description: Returns no diff.
-    support: none
-  idempotent:
-    description: Never changes anything.
-    support: full
+extends_documentation_fragment:
+  - pgha.cluster.attributes.info_module
 author: pgha contributors (@pgha)
 '''
 
