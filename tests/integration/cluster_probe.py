@@ -102,10 +102,38 @@ def check_no_acked_row_lost(lab, primary, acked):
     assert present == len(acked), "%d acknowledged rows missing on %s" % (len(acked) - present, primary)
 
 
+def pool_connect(lab, attempts=10):
+    """A session through pgpool; retried because pgpool restarts its children after a
+    failback (attach), closing sessions that were just opened."""
+    for attempt in range(attempts):
+        try:
+            return psycopg2.connect(host=lab["vip"], port=9999, user="pgha_admin",
+                                    password=lab["pgha_admin_password"], dbname="postgres", connect_timeout=3)
+        except psycopg2.OperationalError:
+            if attempt == attempts - 1:
+                raise
+            time.sleep(0.5)
+
+
+def pool_attached(lab, nodes):
+    """True when pgpool has every given node up (or waiting) and exactly one primary."""
+    conn = pool_connect(lab)
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SHOW pool_nodes")
+            columns = [c.name for c in cur.description]
+            rows = [dict(zip(columns, row)) for row in cur.fetchall()]
+    finally:
+        conn.close()
+    by_host = dict((r["hostname"], r) for r in rows)
+    wanted = [lab["nodes"][n] for n in nodes]
+    return (all(by_host[a]["status"] in ("up", "waiting") for a in wanted) and
+            [r["role"] for r in rows if r["status"] in ("up", "waiting")].count("primary") == 1)
+
+
 def check_reads_through_pgpool_are_fresh(lab, last_id):
     for _ in range(12):  # new sessions: pgpool load-balances each to some backend
-        conn = psycopg2.connect(**{"host": lab["vip"], "port": 9999, "user": "pgha_admin",
-                                   "password": lab["pgha_admin_password"], "dbname": "postgres"})
+        conn = pool_connect(lab)
         with conn.cursor() as cur:
             cur.execute("SELECT max(id) FROM pgha_chaos")
             seen = cur.fetchone()[0]

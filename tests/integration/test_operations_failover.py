@@ -8,7 +8,8 @@ import statistics
 import time
 
 from cluster_probe import (Sampler, Writer, check_no_acked_row_lost, check_old_primary_stays_fenced,
-                           check_reads_through_pgpool_are_fresh, followers_ok, lab_exec, primaries, survey, wait_for)
+                           check_reads_through_pgpool_are_fresh, followers_ok, lab_exec, pool_attached, primaries, survey,
+                           wait_for)
 from conftest import report
 
 CYCLES = int(os.environ.get("PGHA_CHAOS_CYCLES", "3"))
@@ -49,6 +50,8 @@ def test_kill_primary_failover_and_rebuild_cycles(lab, ansible, chaos_table):
         sampler.join(10)
         assert sampler.two_primaries == [], "two primaries seen: %s" % sampler.two_primaries[:3]
         check_no_acked_row_lost(lab, new_primary, writer.acked)
+        followers = [n for n in lab["nodes"] if n != old_primary]
+        assert wait_for(lambda: pool_attached(lab, followers), 20), "pgpool did not attach %s" % followers
         check_reads_through_pgpool_are_fresh(lab, writer.acked[-1][0])
         check_old_primary_stays_fenced(lab, old_primary, version)
         started = time.time()

@@ -2,7 +2,7 @@
 import time
 
 from cluster_probe import (Sampler, Writer, check_no_acked_row_lost, check_reads_through_pgpool_are_fresh,
-                           followers_ok, lab_exec, primaries, survey, wait_for)
+                           followers_ok, lab_exec, pool_attached, primaries, survey, wait_for)
 from conftest import report
 
 
@@ -27,6 +27,7 @@ def test_switchover_to_a_standby_and_back(lab, ansible, chaos_table):
         assert primaries(survey(lab)) == [target]
         assert sampler.two_primaries == []
         check_no_acked_row_lost(lab, target, writer.acked)
+        assert wait_for(lambda: pool_attached(lab, list(lab["nodes"])), 20), "pgpool did not attach every node"
         check_reads_through_pgpool_are_fresh(lab, writer.acked[-1][0])
         during = [t for _, t, _ in writer.acked if t >= started]
         pause = max(b - a for a, b in zip(during, during[1:])) if len(during) > 1 else elapsed
