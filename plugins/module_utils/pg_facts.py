@@ -7,6 +7,7 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import os
+import socket
 
 from ansible_collections.pgha.cluster.plugins.module_utils.postgres import (
     DRIVER_ERRORS, PgConnectError, connect, query, query_one, safe_message)
@@ -14,7 +15,9 @@ from ansible_collections.pgha.cluster.plugins.module_utils.postgres import (
 DEFAULT_FENCE_LOCK = "/var/lib/pgha/fenced"
 
 # Timeline of a primary: the WAL file being written names it (pg_control_checkpoint
-# still shows the old one until the first checkpoint after promotion).
+# still shows the old one until the first checkpoint after promotion). A standby whose
+# WAL receiver is down shows a stale checkpoint timeline; the newest timeline history
+# file it received names the timeline it follows.
 NODE_SQL = """
 SELECT pg_is_in_recovery() AS in_recovery,
        current_setting('server_version') AS server_version,
@@ -25,6 +28,8 @@ SELECT pg_is_in_recovery() AS in_recovery,
        (SELECT system_identifier::text FROM pg_control_system()) AS system_identifier,
        (SELECT timeline_id FROM pg_control_checkpoint()) AS checkpoint_timeline,
        (SELECT min_recovery_end_timeline FROM pg_control_recovery()) AS min_recovery_end_timeline,
+       (SELECT max(('x' || substr(name, 1, 8))::bit(32)::int) FROM pg_ls_waldir()
+         WHERE name ~ '^[0-9A-F]{8}[.]history$') AS history_timeline,
        CASE WHEN pg_is_in_recovery() THEN NULL
             ELSE ('x' || substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8))::bit(32)::int
        END AS wal_timeline,
@@ -65,7 +70,7 @@ def lsn_to_int(lsn):
 def node_timeline(row, receiver):
     if not row["in_recovery"]:
         return row["wal_timeline"]
-    candidates = [row["checkpoint_timeline"], row["min_recovery_end_timeline"]]
+    candidates = [row["checkpoint_timeline"], row["min_recovery_end_timeline"], row.get("history_timeline")]
     if receiver and receiver.get("received_tli"):
         candidates.append(receiver["received_tli"])
     return max(t for t in candidates if t is not None)
@@ -103,10 +108,13 @@ def read_facts(conn):
         "replication": query(conn, REPLICATION_SQL),
         "replication_slots": query(conn, SLOTS_SQL),
     }
-    if in_recovery and receiver and receiver.get("flushed_lsn"):
-        flushed = lsn_to_int(receiver["flushed_lsn"])
-        if flushed > (facts["received_lsn_bytes"] or 0):
-            facts["received_lsn"], facts["received_lsn_bytes"] = receiver["flushed_lsn"], flushed
+    # pg_last_wal_receive_lsn() restarts at a segment boundary when the WAL receiver
+    # reconnects: never rank a standby below what it flushed or replayed.
+    if in_recovery:
+        flushed = (receiver or {}).get("flushed_lsn")
+        for lsn in (flushed, row["replayed_lsn"]):
+            if lsn and lsn_to_int(lsn) > (facts["received_lsn_bytes"] or 0):
+                facts["received_lsn"], facts["received_lsn_bytes"] = lsn, lsn_to_int(lsn)
     return facts
 
 
@@ -114,18 +122,41 @@ def unreachable_facts(reason):
     return {"reachable": False, "reason": reason, "in_recovery": None, "role": "unknown"}
 
 
-def survey_node(params, fence_lock_file=DEFAULT_FENCE_LOCK, local=True):
-    """Facts of one node; an unreachable node yields reachable=False and the reason."""
+def tcp_refused(host, port, timeout):
+    """Why a TCP connection to host:port fails within timeout seconds, or None when it opens.
+
+    libpq waits at least 2 s for a host that does not answer; this answers sooner.
+    """
+    try:
+        socket.create_connection((host, int(port)), timeout).close()
+    except (OSError, ValueError) as exc:
+        return "no TCP connection to %s:%s within %s s (%s)" % (host, port, timeout, exc)
+    return None
+
+
+def survey_node(params, fence_lock_file=DEFAULT_FENCE_LOCK, local=True, probe_timeout=None):
+    """Facts of one node; an unreachable node yields reachable=False and the reason.
+
+    probe_timeout: first try a plain TCP connection for that many seconds (hosts only).
+    """
+    facts = read_node(params, probe_timeout)
+    facts["fence_lock_present"] = os.path.exists(fence_lock_file) if local else None
+    return facts
+
+
+def read_node(params, probe_timeout):
+    host = params.get("login_host")
+    if probe_timeout and host and not host.startswith("/"):
+        reason = tcp_refused(host, params.get("login_port") or 5432, probe_timeout)
+        if reason:
+            return unreachable_facts(reason)
     try:
         conn = connect(params)
     except PgConnectError as exc:
-        facts = unreachable_facts(str(exc))
-    else:
-        try:
-            facts = read_facts(conn)
-        except DRIVER_ERRORS as exc:
-            facts = unreachable_facts("query failed: %s" % safe_message(exc, params))
-        finally:
-            conn.close()
-    facts["fence_lock_present"] = os.path.exists(fence_lock_file) if local else None
-    return facts
+        return unreachable_facts(str(exc))
+    try:
+        return read_facts(conn)
+    except DRIVER_ERRORS as exc:
+        return unreachable_facts("query failed: %s" % safe_message(exc, params))
+    finally:
+        conn.close()

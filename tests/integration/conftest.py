@@ -96,4 +96,18 @@ def chaos_table(lab):
     conn.autocommit = True
     with conn.cursor() as cur:
         cur.execute("CREATE TABLE IF NOT EXISTS pgha_chaos (id bigint PRIMARY KEY, at timestamptz DEFAULT now())")
+        # The sampler's commit probe writes here when two nodes answer as primary.
+        cur.execute("CREATE TABLE IF NOT EXISTS pgha_probe (at timestamptz DEFAULT now())")
     conn.close()
+
+
+@pytest.fixture
+def healthy_cluster(lab, chaos_table):
+    """Each chaos test starts from (and says so when it does not find) a healthy cluster:
+    one primary, every standby streaming from it and attached in pgpool."""
+    from cluster_probe import followers_ok, pool_attached, primaries, survey, wait_for
+    found = wait_for(lambda: primaries(survey(lab)), 30)
+    assert len(found) == 1, "the test needs one primary, found %s" % found
+    assert wait_for(lambda: followers_ok(lab, found[0]), 30), "standbys do not all stream from %s" % found[0]
+    assert wait_for(lambda: pool_attached(lab, list(lab["nodes"])), 30), "pgpool has not attached every node"
+    return found[0]

@@ -11,7 +11,7 @@ def pool_status(ansible, lab, node):
     return result["nodes"][sorted(lab["nodes"]).index(node)]["status"]
 
 
-def test_kill_standby_then_follow_primary(lab, ansible, chaos_table):
+def test_kill_standby_then_follow_primary(lab, ansible, healthy_cluster):
     primary = primaries(survey(lab))[0]
     standby = sorted(n for n in lab["nodes"] if n != primary)[0]
     writer = Writer(lab)

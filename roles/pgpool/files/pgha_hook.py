@@ -2,6 +2,8 @@
 
     pgha-hook failover %d %h %p %D %m %H %M %P %r %R %N %S
     pgha-hook follow   %d %h %p %D %m %H %M %P %r %R %N %S
+    pgha-hook reattach NODE_ID          (started by failover in the background)
+    pgha-hook fence NODE_NAME REASON    (started by failover in the background)
 
 Failover (the fast path, pgpool waits for it): survey every node, let the decision core
 (topology.plan_failover) choose the standby with the most WAL, fence the failed primary
@@ -9,12 +11,15 @@ Failover (the fast path, pgpool waits for it): survey every node, let the decisi
 pgpool then finds the new primary by itself and runs follow for every other node:
 repoint it (ALTER SYSTEM primary_conninfo / primary_slot_name, reload), wait until it
 streams from the new primary, and attach it. Nothing is ever deleted; a refused plan
-changes nothing. Runs as postgres (pgpool's user): passwords come from ~/.pgpass and
+changes nothing; when pgpool reported a primary that still answers (one pgpool's false
+alarm: pgha does not ask pgpool for a majority vote), the hook refuses and a background
+reattach puts that primary back into pgpool once pgpool's failover is over. Runs as postgres (pgpool's user): passwords come from ~/.pgpass and
 ~/.pcppass, ssh uses ~/.ssh. Settings: /etc/pgha/hook.json (written by the pgpool role).
 """
 import fcntl
 import json
 import os
+import shlex
 import subprocess
 import sys
 import syslog
@@ -49,7 +54,7 @@ def survey(config, pg_facts):
     results = {}
 
     def read(node):
-        results[node["name"]] = pg_facts.survey_node(conn_params(config, node), local=False)
+        results[node["name"]] = pg_facts.survey_node(conn_params(config, node), local=False, probe_timeout=0.5)
 
     threads = [threading.Thread(target=read, args=(n,)) for n in config["nodes"]]
     for thread in threads:
@@ -67,21 +72,64 @@ def run(argv, timeout):
         return 124, "timed out after %s s" % timeout
 
 
-def fence(config, node, reason):
-    """Leave the lock file and stop PostgreSQL immediately on a node that may be a primary."""
-    lock = config["fence_lock_file"]
+def fence_over_ssh(config, node, reason, connect_timeout):
+    """Leave the lock file and stop PostgreSQL immediately, unless the node is a standby by now
+    (a late retry must never stop a rebuilt standby). True when the node answered."""
     note = json.dumps({"fenced_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "reason": reason})
-    remote = ("umask 022; printf '%%s\\n' '%s' > %s; pg_ctlcluster %s main stop -m immediate >/dev/null 2>&1; true"
-              % (note, lock, config["pg_version"]))
-    rc, out = run(["ssh", "-o", "BatchMode=yes", "-o", "ConnectTimeout=2", "postgres@%s" % node["address"], remote], 8)
+    datadir = "/var/lib/postgresql/%s/main" % config["pg_version"]
+    remote = ("umask 022; if [ -e %s/standby.signal ]; then echo 'is a standby, not fenced'; exit 0; fi; "
+              "printf '%%s\\n' %s > %s; pg_ctlcluster %s main stop -m immediate >/dev/null 2>&1; "
+              "echo 'lock file written, PostgreSQL stopped'"
+              % (datadir, shlex.quote(note), shlex.quote(config["fence_lock_file"]), config["pg_version"]))
+    rc, out = run(["ssh", "-o", "BatchMode=yes", "-o", "ConnectTimeout=%d" % connect_timeout,
+                   "postgres@%s" % node["address"], remote], connect_timeout + 5)
     if rc == 0:
-        log("fenced %s: lock file written, PostgreSQL stopped" % node["name"])
-    else:
-        log("could not reach %s to fence it (%s); it stays detached in pgpool and must not be restarted "
-            "as primary" % (node["name"], out), syslog.LOG_WARNING)
-    if config.get("fence_command"):
-        rc, out = run(config["fence_command"] + [node["name"], node["address"]], 30)
-        log("fence_command for %s exited %d: %s" % (node["name"], rc, out))
+        log("fenced %s: %s" % (node["name"], out))
+    return rc == 0, out
+
+
+class Fencer(threading.Thread):
+    """One fence attempt (and the optional fence_command) while the promotion runs."""
+
+    def __init__(self, config, node, reason):
+        super().__init__(daemon=True)
+        self.config, self.node, self.reason, self.fenced = config, node, reason, False
+
+    def run(self):
+        self.fenced, out = fence_over_ssh(self.config, self.node, self.reason, connect_timeout=1)
+        if not self.fenced:
+            log("could not reach %s to fence it (%s); retrying in the background" % (self.node["name"], out),
+                syslog.LOG_WARNING)
+        if self.config.get("fence_command"):
+            rc, out = run(self.config["fence_command"] + [self.node["name"], self.node["address"]], 30)
+            log("fence_command for %s exited %d: %s" % (self.node["name"], rc, out))
+
+
+def finish_fencing(fencers, deadline):
+    """Wait for the fence attempts until deadline; nodes not fenced by then get a background retry."""
+    for fencer in fencers:
+        fencer.join(max(0.0, deadline - time.time()) if not fencer.config.get("fence_command") else 35)
+        if fencer.is_alive() or not fencer.fenced:
+            start_background("fence", fencer.node["name"], fencer.reason)
+
+
+def fence_until_done(config, args):
+    """Background: keep trying to fence a node that did not answer (power-off, cut link) until
+    it answers, so an old primary that comes back is stopped within seconds."""
+    node, reason = by_name(config)[args["node"]], args["reason"]
+    with open("%s.fence.%s" % (config["lock_path"], node["name"]), "a") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            return 0  # another retry for this node is running
+        deadline = time.time() + config.get("fence_retry_seconds", 900)
+        while time.time() < deadline:
+            if fence_over_ssh(config, node, reason, connect_timeout=2)[0]:
+                return 0
+            time.sleep(1)
+    log("gave up fencing %s after %d s: do not start it as a primary; rebuild it" % (
+        node["name"], config.get("fence_retry_seconds", 900)), syslog.LOG_ERR)
+    return 1
 
 
 def promote(config, postgres, node):
@@ -104,10 +152,6 @@ def failover(config, args):
     from ansible_collections.pgha.cluster.plugins.module_utils import pg_facts, postgres, topology
     nodes = config["nodes"]
     failed = nodes[int(args["node_id"])]
-    if args["node_id"] != args["old_primary_id"]:
-        log("backend %s (%s) failed but it is not the primary (%s): nothing to promote"
-            % (args["node_id"], failed["name"], args["old_primary_id"]))
-        return 0
     if os.path.exists(config["maintenance_file"]):
         log("maintenance in progress (%s): no automatic failover for %s; the running playbook decides"
             % (config["maintenance_file"], failed["name"]), syslog.LOG_WARNING)
@@ -118,16 +162,19 @@ def failover(config, args):
         plan = topology.plan_failover(facts, failed_node=failed["name"])
     except topology.Refusal as exc:
         log("failover refused, nothing changed: %s" % exc, syslog.LOG_ERR)
+        if is_live_primary(facts[failed["name"]]):
+            log("backend %s still answers as primary: attaching it again in pgpool" % args["node_id"])
+            start_background("reattach", args["node_id"])
         return 1
     if plan["action"] == "none":
-        log("no failover needed: %s" % plan["reason"])
+        # Also when pgpool's idea of the primary is stale: the servers are asked, not pgpool.
+        log("backend %s (%s) failed, no failover needed: %s" % (args["node_id"], failed["name"], plan["reason"]))
         return 0
     named = by_name(config)
     log("plan: promote %s (timeline, LSN %s), fence %s, then follow %s" % (
         plan["candidate"], topology.wal_position(facts[plan["candidate"]]), ", ".join(plan["fence"]),
         ", ".join(plan["follow"]) or "nobody"))
-    fencers = [threading.Thread(target=fence, args=(config, named[n], "failover to %s" % plan["candidate"]))
-               for n in plan["fence"]]
+    fencers = [Fencer(config, named[n], "failover to %s" % plan["candidate"]) for n in plan["fence"]]
     for thread in fencers:
         thread.start()
     seconds = promote(config, postgres, named[plan["candidate"]])
@@ -138,10 +185,53 @@ def failover(config, args):
                  for n in plan["follow"]]
     for thread in followers:
         thread.start()
-    for thread in fencers + followers:
+    for thread in followers:
         thread.join(10)
+    finish_fencing(fencers, deadline=time.time() + 1.0)
     log("failover done in %.3f s" % (time.time() - started))
     return 0
+
+
+def is_live_primary(facts):
+    return facts["reachable"] and facts["in_recovery"] is False
+
+
+def start_background(command, *args):
+    """Run `pgha-hook COMMAND ARGS` detached from pgpool, which must not wait for it."""
+    subprocess.Popen([sys.executable, os.path.abspath(__file__), command] + [str(a) for a in args],
+                     start_new_session=True, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                     stderr=subprocess.DEVNULL, close_fds=True)
+
+
+def reattach(config, args, timeout=60):
+    """Attach a detached primary that still answers, as long as it stays the only primary."""
+    from ansible_collections.pgha.cluster.plugins.module_utils import pg_facts
+    node = config["nodes"][int(args["node_id"])]
+    pcp = pcp_client(config)
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        time.sleep(1)
+        facts = survey(config, pg_facts)
+        live = [name for name, f in facts.items() if is_live_primary(f)]
+        if live != [node["name"]]:
+            log("reattach: %s is not the only primary any more (%s); leaving pgpool as it is"
+                % (node["name"], ", ".join(live) or "none"), syslog.LOG_WARNING)
+            return 1
+        try:
+            status = pcp.node_info()[int(args["node_id"])]["status"]
+            if status in ("up", "waiting"):
+                log("reattach: %s is attached in pgpool (%s)" % (node["name"], status))
+                return 0
+            pcp.attach(args["node_id"])
+        except Exception as exc:  # pgpool may still be busy with its failover: try again
+            log("reattach: %s not attached yet (%s)" % (node["name"], exc))
+    log("reattach: gave up attaching %s after %d s" % (node["name"], timeout), syslog.LOG_ERR)
+    return 1
+
+
+def pcp_client(config):
+    from ansible_collections.pgha.cluster.plugins.module_utils.pgpool import Pcp
+    return Pcp(_run_env, "localhost", config["pcp_port"], config["pcp_user"], passfile=os.path.expanduser("~/.pcppass"))
 
 
 def repoint_quietly(config, postgres, node, primary):
@@ -189,7 +279,6 @@ def streams_from(config, postgres, node, primary, timeout):
 
 def follow(config, args):
     from ansible_collections.pgha.cluster.plugins.module_utils import pg_facts, postgres
-    from ansible_collections.pgha.cluster.plugins.module_utils.pgpool import Pcp
     nodes = config["nodes"]
     node, primary = nodes[int(args["node_id"])], nodes[int(args["new_main_id"])]
     facts = pg_facts.survey_node(conn_params(config, node, timeout=2), local=False)
@@ -204,8 +293,7 @@ def follow(config, args):
         log("follow: %s does not stream from %s yet; leaving it detached" % (node["name"], primary["name"]),
             syslog.LOG_WARNING)
         return 1
-    pcp = Pcp(_run_env, "localhost", config["pcp_port"], config["pcp_user"], passfile=os.path.expanduser("~/.pcppass"))
-    pcp.attach(args["node_id"])
+    pcp_client(config).attach(args["node_id"])
     log("follow: %s streams from %s and is attached again" % (node["name"], primary["name"]))
     return 0
 
@@ -217,17 +305,21 @@ def _run_env(argv, env):
 
 def main(argv):
     syslog.openlog("pgha-hook", syslog.LOG_PID)
-    if len(argv) < 3 or argv[1] not in ("failover", "follow"):
+    commands = {"failover": failover, "follow": follow, "reattach": reattach, "fence": fence_until_done}
+    if len(argv) < 3 or argv[1] not in commands:
         log("usage: pgha-hook failover|follow %d %h %p %D %m %H %M %P %r %R %N %S", syslog.LOG_ERR)
         return 2
     config = load_config()
-    args = dict(zip(FIELDS, argv[2:]))
+    if argv[1] == "fence":
+        args = {"node": argv[2], "reason": " ".join(argv[3:]) or "failover"}
+    else:
+        args = dict(zip(FIELDS, argv[2:]))
     # One failover at a time on this node; follow runs per node and may overlap.
     with open(config["lock_path"] + "." + argv[1], "a") as lock:
         if argv[1] == "failover":
             fcntl.flock(lock, fcntl.LOCK_EX)
         try:
-            return failover(config, args) if argv[1] == "failover" else follow(config, args)
+            return commands[argv[1]](config, args)
         except Exception as exc:  # a hook must report, never crash silently
             log("%s failed: %s: %s" % (argv[1], type(exc).__name__, exc), syslog.LOG_ERR)
             return 1

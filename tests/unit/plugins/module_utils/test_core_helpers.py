@@ -21,6 +21,13 @@ def test_standby_timeline_takes_the_highest_known():
     assert node_timeline({"in_recovery": False, "wal_timeline": 4}, None) == 4
 
 
+def test_standby_without_wal_receiver_takes_the_timeline_of_its_newest_history_file():
+    # Seen in the lab: a standby that followed timelines 31 -> 34 without a restartpoint
+    # still showed 31 in pg_control once its WAL receiver stopped.
+    row = {"in_recovery": True, "checkpoint_timeline": 31, "min_recovery_end_timeline": 31, "history_timeline": 34}
+    assert node_timeline(row, None) == 34
+
+
 def test_scram_verifier_roundtrip_and_rfc7677_vector():
     verifier = make_verifier("correct horse")
     assert verifier.startswith("SCRAM-SHA-256$4096:")
