@@ -1,0 +1,74 @@
+"""Cluster stop and start in a safe order (PG-REX parity): stop.yml stops pgpool, the
+primary, then the standbys; start.yml brings back the same primary, the standbys streaming
+and every node attached; it refuses (starting nothing) when the only would-be primary is
+fenced."""
+import time
+
+import psycopg2
+
+from cluster_probe import followers_ok, lab_exec, params, pool_attached, pool_connect, primaries, survey, wait_for
+from conftest import report
+from ansible_collections.pgha.cluster.plugins.module_utils.pg_facts import survey_node
+
+FENCE_LOCK = "/var/lib/pgha/fenced"
+
+
+def all_down(lab):
+    return not any(f["reachable"] for f in survey(lab).values())
+
+
+def pgpool_down(lab):
+    return all(lab_exec(n, "systemctl is-active pgpool2").stdout.strip() != "active" for n in lab["nodes"])
+
+
+def insert_marker(lab):
+    conn = pool_connect(lab)
+    conn.autocommit = True
+    marker = int(time.time() * 1000) * 1000
+    with conn.cursor() as cur:
+        cur.execute("INSERT INTO pgha_chaos (id) VALUES (%s)", (marker,))
+    conn.close()
+    return marker
+
+
+def marker_present(lab, primary, marker):
+    conn = psycopg2.connect(**{"host": lab["nodes"][primary], "port": 5432, "user": "pgha_admin",
+                               "password": lab["pgha_admin_password"], "dbname": "postgres"})
+    with conn.cursor() as cur:
+        cur.execute("SELECT count(*) FROM pgha_chaos WHERE id = %s", (marker,))
+        found = cur.fetchone()[0]
+    conn.close()
+    return found == 1
+
+
+def test_stop_then_start_keeps_the_primary(lab, ansible, healthy_cluster):
+    primary = healthy_cluster
+    marker = insert_marker(lab)
+    started = time.time()
+    result = ansible.playbook("pgha.cluster.stop")
+    assert result.returncode == 0, result.stdout[-3000:]
+    stop_seconds = time.time() - started
+    assert "had the shutdown checkpoint" in result.stdout, result.stdout[-2000:]
+    assert all_down(lab) and pgpool_down(lab), "stop.yml left a server or pgpool running"
+
+    # The only node that may start as primary is fenced: start refuses and starts nothing.
+    lab_exec(primary, "echo '{\"reason\": \"test\"}' > %s" % FENCE_LOCK)
+    try:
+        refused = ansible.playbook("pgha.cluster.start")
+        assert refused.returncode != 0
+        assert "refused, nothing changed: no node may start as primary" in refused.stdout, refused.stdout[-2000:]
+        assert all_down(lab) and pgpool_down(lab), "a refused start started something"
+    finally:
+        lab_exec(primary, "rm -f %s" % FENCE_LOCK)
+
+    started = time.time()
+    result = ansible.playbook("pgha.cluster.start")
+    assert result.returncode == 0, result.stdout[-3000:]
+    start_seconds = time.time() - started
+    assert primaries(survey(lab)) == [primary]
+    assert wait_for(lambda: followers_ok(lab, primary), 20)
+    assert wait_for(lambda: pool_attached(lab, list(lab["nodes"])), 30), "pgpool did not attach every node"
+    assert marker_present(lab, primary, marker), "a row committed before the stop is missing"
+    assert survey_node(params(lab, lab["vip"], port=9999), local=False)["reachable"], "no session through the VIP"
+    report("chaos.txt", "stop.yml %.1f s, start.yml %.1f s (primary %s kept; start refused while it was fenced)"
+           % (stop_seconds, start_seconds, primary))
