@@ -30,21 +30,23 @@ CLIENT_KEEPALIVES = {"keepalives_idle": 1, "keepalives_interval": 1, "keepalives
 
 
 class Writer(threading.Thread):
-    """Inserts numbered rows through pgpool; keeps (id, time, server address) of each acknowledged one."""
+    """Inserts numbered rows through pgpool (or the given entry point); keeps (id, time, server
+    address) of each acknowledged one."""
 
-    def __init__(self, lab):
+    def __init__(self, lab, host=None, port=9999, **options):
         super().__init__(daemon=True)
         self.lab, self.stop, self.acked, self.next_id = lab, threading.Event(), [], int(time.time() * 1000)
         self.errors = []  # (time, first line of the error): explains a long write pause
+        self.dsn = dict({"host": host or lab["vip"], "port": port, "user": "pgha_admin",
+                         "password": lab["pgha_admin_password"], "dbname": "postgres", "connect_timeout": 2},
+                        **CLIENT_KEEPALIVES, **options)
 
     def run(self):
         conn = None
         while not self.stop.is_set():
             try:
                 if conn is None:
-                    conn = psycopg2.connect(**{"host": self.lab["vip"], "port": 9999, "user": "pgha_admin",
-                                               "password": self.lab["pgha_admin_password"], "dbname": "postgres",
-                                               "connect_timeout": 2, **CLIENT_KEEPALIVES})
+                    conn = psycopg2.connect(**self.dsn)
                     conn.autocommit = True
                 self.next_id += 1
                 with conn.cursor() as cur:

@@ -1,5 +1,13 @@
 """Unsafe requests are refused with a clear message and change nothing."""
-from cluster_probe import survey
+import time
+
+import psycopg2
+
+from cluster_probe import (check_no_acked_row_lost, followers_ok, lab_exec, pool_attached, primaries, survey,
+                           wait_for)
+from test_operations_failover import KillPostmaster
+
+MAINTENANCE = "/var/lib/pgha/maintenance"
 
 
 def roles(lab):
@@ -53,3 +61,65 @@ def test_follow_primary_on_a_healthy_cluster_is_idempotent(ansible, lab):
     assert result.returncode == 0, result.stdout[-2500:]
     assert "OK: one primary" in result.stdout
     assert roles(lab) == before
+
+
+def test_failover_refused_without_a_reachable_standby(ansible, lab, healthy_cluster):
+    primary = healthy_cluster
+    stop = ansible.playbook("pgha.cluster.stop")
+    assert stop.returncode == 0, stop.stdout[-2500:]
+    try:
+        before = roles(lab)
+        assert_refused(ansible.playbook("pgha.cluster.failover", "-e", "failed_node=%s" % primary),
+                       "no reachable standby to promote")
+        assert roles(lab) == before
+        for node in lab["nodes"]:
+            assert lab_exec(node, "test -e /var/lib/pgha/fenced").returncode != 0, "a refused failover fenced %s" % node
+    finally:
+        start = ansible.playbook("pgha.cluster.start")
+    assert start.returncode == 0, start.stdout[-2500:]
+    assert primaries(survey(lab)) == [primary]
+
+
+def test_failover_refuses_a_candidate_behind_another_standby(ansible, lab, healthy_cluster):
+    """One standby stops receiving WAL, rows are committed (the other standby acknowledges),
+    the primary dies with pgpool's hook paused: promoting the lagging standby is refused; a
+    plain failover promotes the other one and no acknowledged row is lost."""
+    primary = healthy_cluster
+    ahead, behind = sorted(n for n in lab["nodes"] if n != primary)
+    set_maintenance(lab, True)
+    try:
+        run_sql(lab, behind, "ALTER SYSTEM SET primary_conninfo = ''", "SELECT pg_reload_conf()")
+        assert wait_for(lambda: not survey(lab)[behind]["wal_receiver"], 10), "%s still streams" % behind
+        ids = [int(time.time() * 1000) * 1000 + i for i in range(50)]
+        run_sql(lab, primary, *["INSERT INTO pgha_chaos (id) VALUES (%d)" % i for i in ids])
+        KillPostmaster().inject(primary)
+        before = roles(lab)
+        assert_refused(ansible.playbook("pgha.cluster.failover", "-e", "failed_node=%s" % primary,
+                                        "-e", "candidate=%s" % behind),
+                       "candidate %s is behind %s" % (behind, ahead))
+        assert roles(lab) == before
+        result = ansible.playbook("pgha.cluster.failover", "-e", "failed_node=%s" % primary)
+        assert result.returncode == 0, result.stdout[-2500:]
+        assert primaries(survey(lab)) == [ahead]
+        check_no_acked_row_lost(lab, ahead, [(i, None, None) for i in ids])
+    finally:
+        set_maintenance(lab, False)
+    assert wait_for(lambda: followers_ok(lab, ahead), 30), "%s does not stream from %s" % (behind, ahead)
+    rebuild = ansible.playbook("pgha.cluster.rebuild", "-e", "target=%s" % primary)
+    assert rebuild.returncode == 0, rebuild.stdout[-2500:]
+    assert wait_for(lambda: pool_attached(lab, list(lab["nodes"])), 30), "pgpool did not attach every node"
+
+
+def set_maintenance(lab, on):
+    for node in lab["nodes"]:
+        lab_exec(node, ("touch %s" if on else "rm -f %s") % MAINTENANCE)
+
+
+def run_sql(lab, node, *statements):
+    conn = psycopg2.connect(host=lab["nodes"][node], port=5432, user="pgha_admin",
+                            password=lab["pgha_admin_password"], dbname="postgres")
+    conn.autocommit = True
+    with conn.cursor() as cur:
+        for statement in statements:
+            cur.execute(statement)
+    conn.close()

@@ -1,7 +1,11 @@
 """Kill a standby under a writer: writes go on, pgpool detaches it, follow_primary brings it back."""
+import os
+
 from cluster_probe import (Writer, check_no_acked_row_lost, check_reads_through_pgpool_are_fresh, followers_ok,
                            lab_exec, pool_attached, primaries, survey, wait_for)
 from conftest import report
+
+CYCLES = int(os.environ.get("PGHA_CHAOS_OTHER_CYCLES", "3"))
 
 
 def pool_status(ansible, lab, node):
@@ -13,7 +17,12 @@ def pool_status(ansible, lab, node):
 
 def test_kill_standby_then_follow_primary(lab, ansible, healthy_cluster):
     primary = primaries(survey(lab))[0]
-    standby = sorted(n for n in lab["nodes"] if n != primary)[0]
+    standbys = sorted(n for n in lab["nodes"] if n != primary)
+    for cycle in range(CYCLES):
+        kill_standby_cycle(lab, ansible, primary, standbys[cycle % len(standbys)])
+
+
+def kill_standby_cycle(lab, ansible, primary, standby):
     writer = Writer(lab)
     writer.start()
     assert wait_for(lambda: len(writer.acked) > 20, 20)

@@ -19,7 +19,6 @@ reattach puts that primary back into pgpool once pgpool's failover is over. Runs
 import fcntl
 import json
 import os
-import shlex
 import subprocess
 import sys
 import syslog
@@ -73,19 +72,13 @@ def run(argv, timeout):
 
 
 def fence_over_ssh(config, node, reason, connect_timeout):
-    """Leave the lock file and stop PostgreSQL immediately, unless the node is a standby by now
-    (a late retry must never stop a rebuilt standby). True when the node answered."""
-    note = json.dumps({"fenced_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "reason": reason})
-    datadir = "/var/lib/postgresql/%s/main" % config["pg_version"]
-    remote = ("umask 022; if [ -e %s/standby.signal ]; then echo 'is a standby, not fenced'; exit 0; fi; "
-              "printf '%%s\\n' %s > %s; pg_ctlcluster %s main stop -m immediate >/dev/null 2>&1; "
-              "echo 'lock file written, PostgreSQL stopped'"
-              % (datadir, shlex.quote(note), shlex.quote(config["fence_lock_file"]), config["pg_version"]))
-    rc, out = run(["ssh", "-o", "BatchMode=yes", "-o", "ConnectTimeout=%d" % connect_timeout,
-                   "postgres@%s" % node["address"], remote], connect_timeout + 5)
-    if rc == 0:
+    """Lock file and immediate stop on a node that may be a primary. True when it answered."""
+    from ansible_collections.pgha.cluster.plugins.module_utils import fencing
+    fenced, out = fencing.fence_over_ssh(node["address"], config["pg_version"], config["fence_lock_file"], reason,
+                                         connect_timeout)
+    if fenced:
         log("fenced %s: %s" % (node["name"], out))
-    return rc == 0, out
+    return fenced, out
 
 
 class Fencer(threading.Thread):

@@ -1,0 +1,34 @@
+"""rebuild.yml on a standby: by pg_rewind, then by pg_basebackup (-e basebackup=true), which
+moves the old data directory aside and never deletes it. Both end with the node streaming
+from the primary and attached in pgpool; the times are reported."""
+import time
+
+from cluster_probe import followers_ok, lab_exec, pool_attached, wait_for
+from conftest import report
+
+ASIDE = "ls -d /var/lib/postgresql/*/main.pgha-* 2>/dev/null"
+
+
+def timed_rebuild(ansible, lab, primary, node, *extra):
+    started = time.time()
+    result = ansible.playbook("pgha.cluster.rebuild", "-e", "target=%s" % node, *extra)
+    assert result.returncode == 0, result.stdout[-3000:]
+    seconds = time.time() - started
+    assert wait_for(lambda: followers_ok(lab, primary), 30), "%s does not stream from %s" % (node, primary)
+    assert wait_for(lambda: pool_attached(lab, list(lab["nodes"])), 30), "pgpool did not attach every node"
+    return seconds
+
+
+def test_rebuild_standby_by_rewind_then_by_basebackup(lab, ansible, healthy_cluster):
+    primary = healthy_cluster
+    node = sorted(n for n in lab["nodes"] if n != primary)[0]
+    before = set(lab_exec(node, ASIDE).stdout.split())
+    rewind = timed_rebuild(ansible, lab, primary, node)
+    # pg_basebackup always moves the old directory aside: none moved means pg_rewind did it.
+    assert set(lab_exec(node, ASIDE).stdout.split()) == before, "pg_rewind failed and pg_basebackup ran"
+    basebackup = timed_rebuild(ansible, lab, primary, node, "-e", "basebackup=true")
+    moved = set(lab_exec(node, ASIDE).stdout.split()) - before
+    assert len(moved) == 1, "pg_basebackup must keep the old directory aside, found %s" % moved
+    assert lab_exec(node, "test -s %s/PG_VERSION" % moved.pop()).returncode == 0, "the kept directory is empty"
+    report("chaos.txt", "rebuild of standby %s (playbook run): pg_rewind %.1f s, pg_basebackup %.1f s "
+           "(old directory kept aside)" % (node, rewind, basebackup))

@@ -1,0 +1,173 @@
+"""Keeper mode under faults, with a writer connected to whichever node is primary.
+
+- kill -9 of the primary: the standby is primary within keepalives_time x count + 2 s, no
+  acknowledged row is lost (synchronous replication), the old primary is fenced and
+  rebuilt as the new standby; five cycles.
+- a stopped standby: the primary switches to asynchronous replication within the same
+  budget, so writes go on; when the standby runs again, synchronous replication is back.
+- a standby whose link is cut (no primary, no witness): it does not promote itself.
+"""
+import statistics
+import time
+
+import psycopg2
+
+from cluster_probe import Writer, check_no_acked_row_lost, primaries, survey, wait_for
+from conftest import node_exec, playbook, report
+
+CYCLES = 5
+VERSION_DIR = "/var/lib/postgresql/$(ls /var/lib/postgresql | head -1)/main"
+
+
+def writer_for(lab):
+    hosts = ",".join(lab["nodes"].values())
+    return Writer(lab, host=hosts, port=5432, target_session_attrs="read-write")
+
+
+def query(lab, node, sql):
+    conn = psycopg2.connect(host=lab["nodes"][node], port=5432, user="pgha_admin",
+                            password=lab["pgha_admin_password"], dbname="postgres", connect_timeout=2)
+    try:
+        with conn.cursor() as cur:
+            cur.execute(sql)
+            return cur.fetchall()
+    finally:
+        conn.close()
+
+
+def the_primary(lab):
+    found = wait_for(lambda: primaries(survey(lab)), 30)
+    assert len(found) == 1, "expected one primary, found %s" % found
+    return found[0]
+
+
+def synchronous(lab, primary):
+    """The standby streams and the primary waits for it (no asynchronous override)."""
+    try:
+        rows = query(lab, primary, "SELECT sync_state FROM pg_stat_replication WHERE state = 'streaming'")
+        setting = query(lab, primary, "SHOW synchronous_standby_names")[0][0]
+    except psycopg2.Error:
+        return False
+    return setting != "" and [r[0] for r in rows] in (["sync"], ["quorum"])
+
+
+def asynchronous(lab, primary):
+    return query(lab, primary, "SHOW synchronous_standby_names")[0][0] == ""
+
+
+def started_writer(lab):
+    writer = writer_for(lab)
+    writer.start()
+    assert wait_for(lambda: len(writer.acked) > 20, 20), "the writer never wrote"
+    return writer
+
+
+def stopped(writer):
+    writer.stop.set()
+    writer.join(10)
+    return writer
+
+
+def longest_pause(acked, since):
+    times = [t for _, t, _ in acked if t > since - 1]
+    return max(b - a for a, b in zip(times, times[1:]))
+
+
+def test_chaos_table(lab):
+    primary = the_primary(lab)
+    assert wait_for(lambda: synchronous(lab, primary), 30), "the cluster does not start synchronous"
+    conn = psycopg2.connect(host=lab["nodes"][primary], port=5432, user="pgha_admin",
+                            password=lab["pgha_admin_password"], dbname="postgres")
+    conn.autocommit = True
+    with conn.cursor() as cur:
+        cur.execute("CREATE TABLE IF NOT EXISTS pgha_chaos (id bigint PRIMARY KEY, at timestamptz DEFAULT now())")
+    conn.close()
+
+
+def kill_primary_cycle(lab, cycle):
+    old = the_primary(lab)
+    standby = [n for n in lab["nodes"] if n != old][0]
+    assert wait_for(lambda: synchronous(lab, old), 30), "cycle %d: not synchronous before the fault" % cycle
+    writer = started_writer(lab)
+    kill = node_exec(old, "pid=$(head -1 %s/postmaster.pid); date +%%s.%%N; kill -9 $pid" % VERSION_DIR)
+    assert kill.returncode == 0, kill.stderr
+    killed_at = float(kill.stdout.split()[0])
+    promoted = wait_for(lambda: primaries(survey(lab)) == [standby] and time.time(), lab["budget"] + 10, 0.1)
+    assert promoted, "cycle %d: %s was not promoted" % (cycle, standby)
+    to_primary = promoted - killed_at
+    first = wait_for(lambda: [t for _, t, srv in writer.acked if t > killed_at and srv == lab["nodes"][standby]],
+                     20, 0.05)
+    assert first, "cycle %d: no write acknowledged by the new primary" % cycle
+    stopped(writer)
+    check_no_acked_row_lost(lab, standby, writer.acked)
+    assert node_exec(old, "test -e /var/lib/pgha/fenced").returncode == 0, "the old primary was not fenced"
+    assert node_exec(old, "systemctl start postgresql@$(ls /var/lib/postgresql | head -1)-main").returncode != 0, \
+        "the fenced old primary started again"
+    started = time.time()
+    result = playbook(lab, "pgha.cluster.rebuild", "-e", "target=%s" % old)
+    assert result.returncode == 0, result.stdout[-3000:]
+    rebuild = time.time() - started
+    assert wait_for(lambda: synchronous(lab, standby), 30), "cycle %d: synchronous replication did not come back" % cycle
+    report("kill -9 cycle %d: %s -> %s, promoted %.2f s after the kill (budget %.1f s), first write %.2f s, "
+           "rebuild %.1f s, acked %d, lost 0" % (cycle, old, standby, to_primary, lab["budget"],
+                                                 first[0] - killed_at, rebuild, len(writer.acked)))
+    assert to_primary <= lab["budget"], "cycle %d: promoted after %.2f s > budget %.1f s" % (
+        cycle, to_primary, lab["budget"])
+    return to_primary
+
+
+def test_kill_primary_failover_and_rebuild_cycles(lab):
+    times = [kill_primary_cycle(lab, cycle) for cycle in range(1, CYCLES + 1)]
+    report("kill -9 over %d cycles: promoted after min %.2f median %.2f max %.2f s (budget %.1f s)" % (
+        CYCLES, min(times), statistics.median(times), max(times), lab["budget"]))
+
+
+def fault_on_standby(lab, command):
+    """With the cluster synchronous and a writer running, run command on the standby; the node
+    stamps the moment itself. Returns (primary, standby, writer, time of the fault)."""
+    primary = the_primary(lab)
+    standby = [n for n in lab["nodes"] if n != primary][0]
+    assert wait_for(lambda: synchronous(lab, primary), 30), "not synchronous before the fault"
+    writer = started_writer(lab)
+    fault = node_exec(standby, "date +%s.%N; " + command)
+    assert fault.returncode == 0, fault.stderr
+    return primary, standby, writer, float(fault.stdout.split()[0])
+
+
+def test_stopped_standby_primary_goes_async_then_back_to_sync(lab):
+    primary, standby, writer, stopped_at = fault_on_standby(
+        lab, "systemctl stop postgresql@$(ls /var/lib/postgresql | head -1)-main")
+    assert wait_for(lambda: asynchronous(lab, primary), lab["budget"] + 5), "the primary did not switch to async"
+    assert wait_for(lambda: len([t for _, t, _ in writer.acked if t > stopped_at + lab["budget"]]) > 10, 20), \
+        "writes did not resume while the standby was down"
+    pause = longest_pause(writer.acked, stopped_at)
+    start = node_exec(standby, "systemctl start postgresql@$(ls /var/lib/postgresql | head -1)-main")
+    assert start.returncode == 0, start.stderr
+    back = wait_for(lambda: synchronous(lab, primary) and time.time(), 30)
+    assert back, "synchronous replication did not come back"
+    stopped(writer)
+    check_no_acked_row_lost(lab, primary, writer.acked)
+    report("stopped standby %s: longest write pause %.2f s (budget %.1f s), synchronous again %.1f s after start"
+           % (standby, pause, lab["budget"], back - stopped_at))
+    assert pause <= lab["budget"], "writes paused %.2f s > budget %.1f s" % (pause, lab["budget"])
+
+
+def test_isolated_standby_does_not_promote(lab):
+    primary, standby, writer, cut_at = fault_on_standby(lab, "ip link set eth0 down")
+    try:
+        time.sleep(lab["budget"] + 3)
+        local = node_exec(standby, "runuser -u postgres -- psql -XAtqc 'SELECT pg_is_in_recovery()'")
+        assert local.stdout.strip() == "t", "the isolated standby promoted itself: %s" % local.stdout
+        assert "isolated" in node_exec(standby, "journalctl -t pgha-keeper --since @%d" % int(cut_at)).stdout
+        assert wait_for(lambda: asynchronous(lab, primary), 5), "the primary did not switch to async"
+        assert [t for _, t, _ in writer.acked if t > cut_at + lab["budget"]], "writes stopped"
+    finally:
+        gateway = ".".join(lab["nodes"][standby].split(".")[:3] + ["1"])
+        node_exec(standby, "ip link set eth0 up; ip route replace default via %s dev eth0" % gateway)
+    back = wait_for(lambda: synchronous(lab, primary) and time.time(), 60)
+    assert back, "synchronous replication did not come back after the link healed"
+    stopped(writer)
+    check_no_acked_row_lost(lab, primary, writer.acked)
+    assert primaries(survey(lab)) == [primary]
+    report("cut standby %s (no primary, no witness): stayed a standby; primary async meanwhile, sync again %.1f s "
+           "after the link came back" % (standby, back - cut_at - lab["budget"] - 3))

@@ -1,0 +1,71 @@
+"""The keeper refuses unknown or invalid settings before it runs (exit code 2, one clear line)."""
+import subprocess
+import sys
+
+import pytest
+
+from conftest import REPO
+
+KEEPER = REPO / "roles" / "keeper" / "files" / "pgha_keeper.py"
+VALID = """# pg_keeper's names, with and without the prefix
+pg_keeper.node1_conninfo = 'host=10.0.0.1 port=5432 user=pgha_admin'
+node2_conninfo = 'host=10.0.0.2 user=pgha_admin'   # a comment after the value
+pg_keeper.keepalive_time = 2
+keepalives_count = 3
+after_command = 'echo ''moved'' # not a comment'
+node = 2
+pg_version = '15'
+"""
+
+
+def check(tmp_path, text):
+    path = tmp_path / "keeper.conf"
+    path.write_text(text)
+    return subprocess.run([sys.executable, str(KEEPER), "--check-config", "--config", str(path)],
+                          capture_output=True, text=True, timeout=30, check=False)
+
+
+@pytest.fixture(scope="module")
+def keeper():
+    sys.path.insert(0, str(KEEPER.parent))
+    import pgha_keeper
+    return pgha_keeper
+
+
+def test_valid_settings_with_pg_keeper_names_and_spellings(keeper):
+    config = keeper.parse_config(VALID)
+    assert config["node1_conninfo"] == "host=10.0.0.1 port=5432 user=pgha_admin"
+    assert config["node2_conninfo"] == "host=10.0.0.2 user=pgha_admin"
+    assert config["keepalives_time"] == 2.0 and config["keepalives_count"] == 3
+    assert config["after_command"] == "echo 'moved' # not a comment"
+    assert config["node"] == 2 and config["witness"] == "" and config["fence_lock_file"] == "/var/lib/pgha/fenced"
+
+
+def test_valid_file_passes_the_check(tmp_path):
+    result = check(tmp_path, VALID)
+    assert result.returncode == 0, result.stderr
+    assert "is valid" in result.stderr
+
+
+@pytest.mark.parametrize("change, message", [
+    ("keepalives_interval = 3\n", "unknown setting 'keepalives_interval'"),
+    ("keepalives_count = many\n", "invalid value for keepalives_count"),
+    ("keepalives_count = 0\n", "keepalives_count >= 1"),
+    ("node = 3\n", "node must be 1 or 2"),
+    ("witness 10.0.0.9\n", "expected name = value"),
+    ("after_command = 'unterminated\n", "missing closing quote"),
+])
+def test_invalid_settings_are_refused(tmp_path, change, message):
+    result = check(tmp_path, VALID + change)
+    assert result.returncode == 2
+    assert message in result.stderr, result.stderr
+
+
+def test_missing_required_setting_is_refused(tmp_path):
+    result = check(tmp_path, VALID.replace("node = 2\n", ""))
+    assert result.returncode == 2 and "missing setting node" in result.stderr
+
+
+def test_conninfo_without_host_is_refused(tmp_path):
+    result = check(tmp_path, VALID.replace("host=10.0.0.2 ", ""))
+    assert result.returncode == 2 and "no host= in conninfo" in result.stderr
