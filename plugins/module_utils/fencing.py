@@ -32,7 +32,7 @@ def fence_over_ssh(address, pg_version, lock_file, reason, connect_timeout):
     argv = ["ssh", "-o", "BatchMode=yes", "-o", "ConnectTimeout=%d" % connect_timeout,
             "postgres@%s" % address, fence_script(pg_version, lock_file, reason)]
     try:
-        proc = subprocess.run(argv, capture_output=True, text=True, timeout=connect_timeout + 5)
+        proc = subprocess.run(argv, capture_output=True, text=True, timeout=connect_timeout + 5, check=False)
     except subprocess.TimeoutExpired:
         return False, "timed out after %d s" % (connect_timeout + 5)
     return proc.returncode == 0, (proc.stdout + proc.stderr).strip()

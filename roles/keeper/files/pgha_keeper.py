@@ -93,7 +93,7 @@ def parse_config(text):
 
 def complete(found):
     config = {}
-    for name, (_, default) in SETTINGS.items():
+    for name, (unused_parser, default) in SETTINGS.items():
         if name not in found and default is None:
             raise ConfigError("missing setting %s" % name)
         config[name] = found.get(name, default)
@@ -131,7 +131,7 @@ def witness_answers(witness, timeout):
     """A TCP connection to HOST:PORT, or an ICMP echo from HOST, within timeout seconds."""
     if not witness:
         return True
-    host, _, port = witness.partition(":")
+    host, unused_colon, port = witness.partition(":")
     if port:
         try:
             socket.create_connection((host, int(port)), timeout).close()
@@ -215,8 +215,8 @@ class Keeper:
 
     def promote(self):
         log("primary %s is gone: fencing it and promoting this standby" % self.peer_host)
-        fenced, out = self.fencing.fence_over_ssh(self.peer_host, self.config["pg_version"],
-                                                   self.config["fence_lock_file"], "keeper promoted its peer", 2)
+        fenced, out = self.fencing.fence_over_ssh(
+            self.peer_host, self.config["pg_version"], self.config["fence_lock_file"], "keeper promoted its peer", 2)
         log("fence %s: %s" % (self.peer_host, out if fenced else "not reachable (%s)" % out))
         started = time.time()
         self.local("SELECT pg_promote(true, 60)")
