@@ -16,6 +16,8 @@ from cluster_probe import Writer, check_no_acked_row_lost, primaries, survey, wa
 from conftest import node_exec, playbook, report
 
 CYCLES = 5
+# molecule/keeper sets keeper_after_command to write $PGHA_OLD_PRIMARY here.
+AFTER_COMMAND_OUT = "/var/lib/pgha/after_command.out"
 VERSION_DIR = "/var/lib/postgresql/$(ls /var/lib/postgresql | head -1)/main"
 
 
@@ -88,6 +90,7 @@ def kill_primary_cycle(lab, cycle):
     old = the_primary(lab)
     standby = [n for n in lab["nodes"] if n != old][0]
     assert wait_for(lambda: synchronous(lab, old), 30), "cycle %d: not synchronous before the fault" % cycle
+    node_exec(standby, "rm -f %s" % AFTER_COMMAND_OUT)
     writer = started_writer(lab)
     kill = node_exec(old, "pid=$(head -1 %s/postmaster.pid); date +%%s.%%N; kill -9 $pid" % VERSION_DIR)
     assert kill.returncode == 0, kill.stderr
@@ -101,6 +104,8 @@ def kill_primary_cycle(lab, cycle):
     stopped(writer)
     check_no_acked_row_lost(lab, standby, writer.acked)
     assert node_exec(old, "test -e /var/lib/pgha/fenced").returncode == 0, "the old primary was not fenced"
+    assert wait_for(lambda: node_exec(standby, "cat %s" % AFTER_COMMAND_OUT).stdout.strip() == lab["nodes"][old], 10), \
+        "cycle %d: after_command did not run on %s with the old primary's address" % (cycle, standby)
     assert node_exec(old, "systemctl start postgresql@$(ls /var/lib/postgresql | head -1)-main").returncode != 0, \
         "the fenced old primary started again"
     started = time.time()
@@ -171,3 +176,27 @@ def test_isolated_standby_does_not_promote(lab):
     assert primaries(survey(lab)) == [primary]
     report("cut standby %s (no primary, no witness): stayed a standby; primary async meanwhile, sync again %.1f s "
            "after the link came back" % (standby, back - cut_at - lab["budget"] - 3))
+
+
+def test_switchover_pauses_the_keepers(lab):
+    """A planned switchover (keepers paused by the maintenance file) swaps the roles without a
+    fence or a lost row, and leaves both keepers guarding the new layout."""
+    primary = the_primary(lab)
+    standby = [n for n in lab["nodes"] if n != primary][0]
+    assert wait_for(lambda: synchronous(lab, primary), 30)
+    writer = started_writer(lab)
+    started = time.time()
+    result = playbook(lab, "pgha.cluster.switchover", "-e", "candidate=%s" % standby)
+    assert result.returncode == 0, result.stdout[-3000:]
+    elapsed = time.time() - started
+    assert the_primary(lab) == standby
+    assert wait_for(lambda: synchronous(lab, standby), 30), "synchronous replication did not come back"
+    assert wait_for(lambda: [t for _, t, srv in writer.acked if srv == lab["nodes"][standby]], 20), "no write after"
+    stopped(writer)
+    check_no_acked_row_lost(lab, standby, writer.acked)
+    for node in lab["nodes"]:
+        assert node_exec(node, "test -e /var/lib/pgha/maintenance").returncode != 0, "maintenance left on %s" % node
+        assert node_exec(node, "systemctl is-active pgha-keeper").stdout.strip() == "active"
+    assert node_exec(primary, "test -e /var/lib/pgha/fenced").returncode != 0, "a switchover fenced %s" % primary
+    report("switchover %s -> %s with the keepers paused: playbook %.1f s, longest write pause %.2f s" % (
+        primary, standby, elapsed, longest_pause(writer.acked, started)))
