@@ -33,9 +33,10 @@ class Writer(threading.Thread):
     """Inserts numbered rows through pgpool (or the given entry point); keeps (id, time, server
     address) of each acknowledged one."""
 
-    def __init__(self, lab, host=None, port=9999, **options):
+    def __init__(self, lab, host=None, port=9999, pause=0.02, **options):
         super().__init__(daemon=True)
         self.lab, self.stop, self.acked, self.next_id = lab, threading.Event(), [], int(time.time() * 1000)
+        self.pause = pause
         self.errors = []  # (time, first line of the error): explains a long write pause
         self.dsn = dict({"host": host or lab["vip"], "port": port, "user": "pgha_admin",
                          "password": lab["pgha_admin_password"], "dbname": "postgres", "connect_timeout": 2},
@@ -54,7 +55,7 @@ class Writer(threading.Thread):
                                 (self.next_id,))
                     server = cur.fetchone()[0]
                 self.acked.append((self.next_id, time.time(), server))
-                time.sleep(0.02)
+                time.sleep(self.pause)
             except psycopg2.Error as exc:
                 self.errors.append((time.time(), (str(exc).strip().splitlines() or [type(exc).__name__])[0][:100]))
                 if conn is not None:
@@ -104,6 +105,33 @@ class Sampler(threading.Thread):
 def lab_exec(node, command):
     return subprocess.run([str(REPO / "bin" / "lab"), "exec", node, "sh", "-c", command],
                           capture_output=True, text=True, timeout=60)
+
+
+def lab_cli(*args):
+    proc = subprocess.run([str(REPO / "bin" / "lab"), *args], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, "bin/lab %s: %s" % (" ".join(args), proc.stderr)
+    return proc.stdout
+
+
+def pg_version(node):
+    return lab_exec(node, "ls /var/lib/postgresql").stdout.split()[0]
+
+
+class KillPostmaster:
+    name = "kill -9"
+    # pgpool's own session to the primary breaks: failover starts within milliseconds.
+    cycle_limit = 5.0
+
+    def inject(self, node):
+        # The node stamps the moment of the kill itself: podman exec's own start-up time
+        # (up to seconds on a loaded host) must not count as failover time.
+        kill = lab_exec(node, "pid=$(head -1 /var/lib/postgresql/%s/main/postmaster.pid); date +%%s.%%N; kill -9 $pid"
+                        % pg_version(node))
+        assert kill.returncode == 0, kill.stderr
+        return float(kill.stdout.split()[0])
+
+    def restore(self, node):
+        pass
 
 
 def wait_for(predicate, timeout, step=0.2):

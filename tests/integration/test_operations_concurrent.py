@@ -4,9 +4,9 @@ once; the other run either finds the lock taken or, coming second, nothing to do
 import os
 import threading
 
-from cluster_probe import Sampler, followers_ok, lab_exec, pool_attached, primaries, survey, wait_for
+from cluster_probe import (KillPostmaster, Sampler, followers_ok, lab_exec, pool_attached, primaries, survey,
+                           wait_for)
 from conftest import report
-from test_operations_failover import KillPostmaster
 
 CYCLES = int(os.environ.get("PGHA_CHAOS_OTHER_CYCLES", "3"))
 MAINTENANCE = "/var/lib/pgha/maintenance"

@@ -13,41 +13,15 @@ import time
 
 import pytest
 
-from cluster_probe import (Sampler, Writer, check_no_acked_row_lost, check_reads_through_pgpool_are_fresh,
-                           followers_ok, lab_exec, params, pool_attached, primaries, survey, wait_for)
-from conftest import REPO, report
+from cluster_probe import (KillPostmaster, Sampler, Writer, check_no_acked_row_lost,
+                           check_reads_through_pgpool_are_fresh, followers_ok, lab_cli, lab_exec, params, pg_version,
+                           pool_attached, primaries, survey, wait_for)
+from conftest import report
 from ansible_collections.pgha.cluster.plugins.module_utils.pg_facts import survey_node
 
 KILL_CYCLES = int(os.environ.get("PGHA_CHAOS_CYCLES", "10"))
 OTHER_CYCLES = int(os.environ.get("PGHA_CHAOS_OTHER_CYCLES", "3"))
 FOLLOW_BUDGET = 10.0
-
-
-def lab_cli(*args):
-    proc = subprocess.run([str(REPO / "bin" / "lab"), *args], capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 0, "bin/lab %s: %s" % (" ".join(args), proc.stderr)
-    return proc.stdout
-
-
-def pg_version(node):
-    return lab_exec(node, "ls /var/lib/postgresql").stdout.split()[0]
-
-
-class KillPostmaster:
-    name = "kill -9"
-    # pgpool's own session to the primary breaks: failover starts within milliseconds.
-    cycle_limit = 5.0
-
-    def inject(self, node):
-        # The node stamps the moment of the kill itself: podman exec's own start-up time
-        # (up to seconds on a loaded host) must not count as failover time.
-        kill = lab_exec(node, "pid=$(head -1 /var/lib/postgresql/%s/main/postmaster.pid); date +%%s.%%N; kill -9 $pid"
-                        % pg_version(node))
-        assert kill.returncode == 0, kill.stderr
-        return float(kill.stdout.split()[0])
-
-    def restore(self, node):
-        pass
 
 
 class PowerOff:

@@ -3,9 +3,8 @@ import time
 
 import psycopg2
 
-from cluster_probe import (check_no_acked_row_lost, followers_ok, lab_exec, pool_attached, primaries, survey,
-                           wait_for)
-from test_operations_failover import KillPostmaster
+from cluster_probe import (KillPostmaster, check_no_acked_row_lost, followers_ok, lab_exec, pool_attached,
+                           primaries, survey, wait_for)
 
 MAINTENANCE = "/var/lib/pgha/maintenance"
 

@@ -1,0 +1,355 @@
+#!/usr/bin/env python3
+"""pgha bench: pgha side by side with plain pgpool-II (the baseline) on the same lab.
+
+Run by bin/bench, which brings up a fresh lab first. Measures deploy and status times,
+unplanned failover (kill -9 of the primary's postmaster under a fast writer through the
+virtual IP) for both systems and both detection paths, the switchover write pause and
+rebuild times by pg_rewind and pg_basebackup. Writes bench/results/latest.{json,md,png}
+and the table into the README.
+"""
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+import threading
+import time
+from pathlib import Path
+
+import psycopg2
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "tests" / "integration"))
+import cluster_probe as probe  # noqa: E402  (the chaos tests' probes, shared)
+from conftest import Ansible, lab_vars  # noqa: E402
+
+RESULTS = REPO / "bench" / "results"
+CONFIGURE = str(REPO / "bench" / "baseline" / "configure.yml")
+# Reads through pgpool count as stale when they miss a row acknowledged this long before
+# the read began: normal replay lag (milliseconds) is not staleness, an orphaned standby is.
+STALE_AFTER = 1.0
+DETECTION = {
+    # failover_on_backend_error on: the pgpool child serving the writer sees the backend die.
+    "backend error": {"failover_on_backend_error": "on"},
+    # Only health checks notice (period / timeout / max retries / retry delay).
+    "health check 1/1/1/1": {"failover_on_backend_error": "off", "health_check_period": 1,
+                             "health_check_timeout": 1, "health_check_max_retries": 1,
+                             "health_check_retry_delay": 1},
+    "health check 5/30/3/1 (sample)": {"failover_on_backend_error": "off", "health_check_period": 5,
+                                       "health_check_timeout": 30, "health_check_max_retries": 3,
+                                       "health_check_retry_delay": 1},
+}
+PGHA_DETECTION = {"failover_on_backend_error": "on", "health_check_period": 1, "health_check_timeout": 1,
+                  "health_check_max_retries": 0, "health_check_retry_delay": 1}
+
+
+def say(text):
+    print("[bench %s] %s" % (time.strftime("%H:%M:%S"), text), flush=True)
+
+
+class Bench:
+    def __init__(self, args):
+        self.args = args
+        self.ansible = Ansible()
+        self.lab = None
+        self.results = {"started": time.strftime("%Y-%m-%d %H:%M:%S"), "failover": [], "switchover": [],
+                        "rebuild": [], "operations": {}}
+
+    # -- plumbing -------------------------------------------------------------------
+    def playbook(self, *args):
+        result = self.ansible.playbook(*args)
+        if result.returncode != 0:
+            raise SystemExit("bench: ansible-playbook %s failed:\n%s" % (" ".join(args), result.stdout[-3000:]))
+        return result
+
+    def timed_playbook(self, *args):
+        started = time.time()
+        self.playbook(*args)
+        return time.time() - started
+
+    def healthy(self):
+        """One primary, every standby streaming from it, every backend attached in pgpool."""
+        found = probe.wait_for(lambda: probe.primaries(probe.survey(self.lab)), 60)
+        if len(found) != 1:
+            raise SystemExit("bench: expected one primary, found %s" % found)
+        if not probe.wait_for(lambda: probe.followers_ok(self.lab, found[0]), 60):
+            self.playbook("pgha.cluster.follow_primary")
+        if not probe.wait_for(self.all_attached, 90, 1):
+            raise SystemExit("bench: pgpool has not attached every node")
+        return found[0]
+
+    def all_attached(self):
+        try:
+            return probe.pool_attached(self.lab, list(self.lab["nodes"]))
+        except psycopg2.Error:  # pgpool restarting, the VIP moving
+            return False
+
+    def configure_pgpool(self, failover, detection):
+        say("pgpool: %s failover path, detection by %s" % (failover, detection))
+        settings = dict(PGHA_DETECTION, **DETECTION[detection])
+        self.playbook(CONFIGURE, "-e", json.dumps({"bench_failover": failover, "bench_pgpool_settings": settings}))
+        self.healthy()
+
+    def set_synchronous(self, mode):
+        say("pgha.cluster.site with pgha_synchronous_mode=%s" % mode)
+        self.playbook("pgha.cluster.site", "-e", "pgha_synchronous_mode=%s" % mode)
+        self.healthy()
+
+    # -- stages ---------------------------------------------------------------------
+    def deploy(self):
+        say("fresh lab: bin/lab down, bin/lab up (3 nodes)")
+        probe.lab_cli("down")
+        probe.lab_cli("up", "--distro", self.args.distro)
+        self.lab = lab_vars()
+        ops = self.results["operations"]
+        say("deploying 3 bare nodes with pgha.cluster.site")
+        ops["deploy (3 bare nodes)"] = self.timed_playbook("pgha.cluster.site")
+        say("idempotent rerun of pgha.cluster.site")
+        ops["idempotent rerun"] = self.timed_playbook("pgha.cluster.site")
+        say("pgha.cluster.status")
+        ops["status.yml"] = self.timed_playbook("pgha.cluster.status")
+        for name, seconds in ops.items():
+            say("  %s: %.1f s" % (name, seconds))
+
+    def prepare_table(self):
+        conn = probe.pool_connect(self.lab)
+        conn.autocommit = True
+        with conn.cursor() as cur:
+            cur.execute("CREATE TABLE IF NOT EXISTS pgha_chaos (id bigint PRIMARY KEY, at timestamptz DEFAULT now())")
+        conn.close()
+
+    def failover_series(self, system, replication, detection, cycles):
+        say("%s, %s replication, detection by %s: %d kill -9 cycles" % (system, replication, detection, cycles))
+        runs = []
+        for cycle in range(1, cycles + 1):
+            run = self.kill_cycle(system)
+            say("  cycle %d: %s -> %s, fault->write %s, lost %d, all following %s, stale reads until %s, "
+                "%d commits/s" % (cycle, run["old_primary"], run["new_primary"], seconds(run["to_write"]),
+                                  run["lost"], seconds(run["following"]), seconds(run["stale_until"]), run["rate"]))
+            runs.append(run)
+        self.results["failover"].append({"system": system, "replication": replication, "detection": detection,
+                                         "runs": runs})
+
+    def kill_cycle(self, system):
+        old = self.healthy()
+        old_address = self.lab["nodes"][old]
+        writer = probe.Writer(self.lab, pause=0)
+        reader = StaleReader(self.lab, writer)
+        writer.start()
+        reader.start()
+        probe.wait_for(lambda: len(writer.acked) > 100, 20)
+        time.sleep(1)
+        rate = rate_of(writer.acked)
+        fault_at = probe.KillPostmaster().inject(old)
+        first = probe.wait_for(lambda: [t for _, t, srv in writer.acked if t > fault_at and srv != old_address],
+                               self.args.observe, 0.02)
+        new = probe.wait_for(lambda: [n for n in probe.primaries(probe.survey(self.lab)) if n != old], 10)
+        following = None
+        if new and probe.wait_for(lambda: probe.followers_ok(self.lab, new[0]), fault_at + self.args.observe - time.time()):
+            following = time.time() - fault_at
+        time.sleep(max(0.0, fault_at + self.args.observe - time.time()))
+        writer.stop.set()
+        reader.stop.set()
+        writer.join(10)
+        reader.join(10)
+        now_primaries = probe.primaries(probe.survey(self.lab))
+        if len(now_primaries) != 1:
+            raise SystemExit("bench: %s left %d primaries: %s" % (system, len(now_primaries), now_primaries))
+        run = {"old_primary": old, "new_primary": now_primaries[0], "rate": rate,
+               "to_write": (first[0] - fault_at) if first else None, "following": following,
+               "lost": lost_rows(self.lab, now_primaries[0], writer.acked),
+               "stale_until": reader.stale_until(fault_at, self.args.observe)}
+        self.repair(system, old)
+        return run
+
+    def repair(self, system, old):
+        if system == "baseline":
+            # The sample setup leaves the other standby on the old timeline: pgha repairs it.
+            self.playbook("pgha.cluster.follow_primary")
+        self.playbook("pgha.cluster.rebuild", "-e", "target=%s" % old)
+
+    def switchovers(self, cycles):
+        say("pgha.cluster.switchover: %d cycles under the writer" % cycles)
+        for cycle in range(1, cycles + 1):
+            old = self.healthy()
+            target = sorted(n for n in self.lab["nodes"] if n != old)[0]
+            writer = probe.Writer(self.lab, pause=0)
+            writer.start()
+            probe.wait_for(lambda: len(writer.acked) > 100, 20)
+            started = time.time()
+            self.playbook("pgha.cluster.switchover", "-e", "candidate=%s" % target)
+            playbook = time.time() - started
+            time.sleep(1)
+            writer.stop.set()
+            writer.join(10)
+            during = [t for _, t, _ in writer.acked if t >= started]
+            pause = max(b - a for a, b in zip(during, during[1:])) if len(during) > 1 else playbook
+            run = {"from": old, "to": target, "pause": pause, "playbook": playbook,
+                   "lost": lost_rows(self.lab, target, writer.acked)}
+            say("  cycle %d: %s -> %s, write pause %.2f s, playbook %.1f s, lost %d" % (
+                cycle, old, target, pause, playbook, run["lost"]))
+            self.results["switchover"].append(run)
+
+    def rebuilds(self, sizes_mb):
+        for size in sizes_mb:
+            primary = self.healthy()
+            say("filling the database to %d MB" % size)
+            fill_database(self.lab, primary, size)
+            for method, extra in (("pg_rewind", []), ("pg_basebackup", ["-e", "basebackup=true"])):
+                old = self.healthy()
+                probe.KillPostmaster().inject(old)
+                probe.wait_for(lambda: [n for n in probe.primaries(probe.survey(self.lab)) if n != old], 30)
+                started = time.time()
+                self.playbook("pgha.cluster.rebuild", "-e", "target=%s" % old, *extra)
+                took = time.time() - started
+                say("  %d MB: rebuild of the old primary %s by %s: %.1f s" % (size, old, method, took))
+                self.results["rebuild"].append({"size_mb": size, "method": method, "seconds": took,
+                                                "database_mb": database_mb(self.lab)})
+
+    def run(self):
+        started = time.time()
+        if self.args.reuse_lab:
+            self.lab = lab_vars()
+        else:
+            self.deploy()
+        self.prepare_table()
+        cycles, other = self.args.cycles, self.args.other_cycles
+        self.configure_pgpool("pgha", "backend error")
+        self.failover_series("pgha", "sync", "backend error", cycles)
+        self.switchovers(other)
+        self.rebuilds(self.args.sizes)
+        self.set_synchronous("off")
+        self.configure_pgpool("pgha", "backend error")
+        self.failover_series("pgha", "async", "backend error", cycles)
+        self.configure_pgpool("baseline", "backend error")
+        self.failover_series("baseline", "async", "backend error", cycles)
+        for detection in list(DETECTION)[1:]:
+            for system in ("pgha", "baseline"):
+                self.configure_pgpool(system, detection)
+                self.failover_series(system, "async", detection, other)
+        say("restoring the lab: pgha.cluster.site (synchronous mode as in the inventory)")
+        self.playbook("pgha.cluster.site")
+        self.results["bench_seconds"] = time.time() - started
+        self.results["settings"] = settings_of(self.args, self.lab)
+        write_results(self.results)
+
+
+class StaleReader(threading.Thread):
+    """New sessions through pgpool (load balancing picks a backend per session), each
+    reading max(id): records when a read missed a row acknowledged before it began."""
+
+    def __init__(self, lab, writer):
+        super().__init__(daemon=True)
+        self.lab, self.writer, self.stop, self.samples = lab, writer, threading.Event(), []
+
+    def run(self):
+        while not self.stop.is_set():
+            started = time.time()
+            wanted = [i for i, t, _ in self.writer.acked[-2000:] if t < started - STALE_AFTER]
+            try:
+                conn = psycopg2.connect(host=self.lab["vip"], port=9999, user="pgha_admin", dbname="postgres",
+                                        password=self.lab["pgha_admin_password"], connect_timeout=2)
+                try:
+                    with conn.cursor() as cur:
+                        cur.execute("SELECT max(id) FROM pgha_chaos")
+                        seen = cur.fetchone()[0] or 0
+                finally:
+                    conn.close()
+            except psycopg2.Error:
+                time.sleep(0.05)
+                continue
+            if wanted:
+                self.samples.append((started, seen < wanted[-1]))
+            time.sleep(0.05)
+
+    def stale_until(self, fault_at, observe):
+        """Seconds from the fault to the last stale read; "never" when reads were still
+        stale at the end of the observation."""
+        stale = [t for t, is_stale in self.samples if is_stale and t > fault_at]
+        if not stale:
+            return 0.0
+        if stale[-1] > fault_at + observe - 3:
+            return "never"
+        return stale[-1] - fault_at
+
+
+def rate_of(acked):
+    recent = [t for _, t, _ in acked[-500:]]
+    return int(len(recent) / (recent[-1] - recent[0])) if len(recent) > 1 and recent[-1] > recent[0] else 0
+
+
+def connect_node(lab, node):
+    conn = psycopg2.connect(host=lab["nodes"][node], port=5432, user="pgha_admin", dbname="postgres",
+                            password=lab["pgha_admin_password"], connect_timeout=3)
+    conn.autocommit = True
+    return conn
+
+
+def lost_rows(lab, primary, acked):
+    conn = connect_node(lab, primary)
+    with conn.cursor() as cur:
+        cur.execute("SELECT count(*) FROM pgha_chaos WHERE id = ANY(%s)", ([i for i, _, _ in acked],))
+        present = cur.fetchone()[0]
+    conn.close()
+    return len(acked) - present
+
+
+def database_mb(lab):
+    conn = connect_node(lab, probe.primaries(probe.survey(lab))[0])
+    with conn.cursor() as cur:
+        cur.execute("SELECT pg_database_size('postgres') / 1048576")
+        size = int(cur.fetchone()[0])
+    conn.close()
+    return size
+
+
+def fill_database(lab, primary, size_mb):
+    conn = connect_node(lab, primary)
+    with conn.cursor() as cur:
+        cur.execute("CREATE TABLE IF NOT EXISTS bench_fill (id bigserial PRIMARY KEY, payload text)")
+        while True:
+            cur.execute("SELECT pg_database_size('postgres') / 1048576")
+            if cur.fetchone()[0] >= size_mb:
+                break
+            cur.execute("INSERT INTO bench_fill (payload) SELECT repeat(md5(g::text), 6) "
+                        "FROM generate_series(1, 100000) g")
+        cur.execute("CHECKPOINT")
+    conn.close()
+
+
+def seconds(value):
+    if value is None:
+        return "never"
+    return value if isinstance(value, str) else "%.2f s" % value
+
+
+def settings_of(args, lab):
+    versions = probe.lab_exec("pg1", "psql --version | head -1; dpkg-query -W -f '${Version}' pgpool2").stdout
+    return {"machine": "%s, %d cores, %s" % (platform.node(), os.cpu_count(), platform.platform()),
+            "versions": " / ".join(line.strip() for line in versions.splitlines() if line.strip()),
+            "distro": args.distro, "cycles": args.cycles, "other_cycles": args.other_cycles,
+            "observe_s": args.observe, "nodes": len(lab["nodes"])}
+
+
+def write_results(results):
+    import report
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "latest.json").write_text(json.dumps(results, indent=1, sort_keys=True) + "\n")
+    report.write_all(results, RESULTS, REPO / "README.md")
+    say("results: %s" % RESULTS)
+
+
+def parse(argv):
+    parser = argparse.ArgumentParser(prog="bin/bench", description=__doc__.splitlines()[0])
+    parser.add_argument("--cycles", type=int, default=10, help="kill -9 cycles per backend-error series")
+    parser.add_argument("--other-cycles", type=int, default=3, help="cycles of health-check series and switchover")
+    parser.add_argument("--sizes", type=int, nargs="*", default=[100, 1024], help="rebuild sizes in MB")
+    parser.add_argument("--observe", type=float, default=15.0, help="seconds each failover is watched")
+    parser.add_argument("--distro", default="bookworm", choices=("bookworm", "trixie"))
+    parser.add_argument("--reuse-lab", action="store_true", help="use the deployed lab as it is (no deploy times)")
+    return parser.parse_args(argv)
+
+
+if __name__ == "__main__":
+    Bench(parse(sys.argv[1:])).run()

@@ -1,0 +1,194 @@
+"""bin/bench's report: latest.md (tables, settings, goals), latest.png (chart) and the
+table in the README between the bench markers. `python3 bench/report.py` redraws them
+from bench/results/latest.json."""
+import json
+import statistics
+import sys
+from pathlib import Path
+
+README_START = "<!-- bench:start -->"
+README_END = "<!-- bench:end -->"
+
+
+def spread(values):
+    """min / median / max of the measured values; 'never' counted separately."""
+    numbers = [v for v in values if isinstance(v, (int, float))]
+    never = len(values) - len(numbers)
+    if not numbers:
+        return "never (%d of %d)" % (never, len(values)) if never else "-"
+    text = "%.2f / %.2f / %.2f" % (min(numbers), statistics.median(numbers), max(numbers))
+    return text + (" (never in %d of %d)" % (never, len(values)) if never else "")
+
+
+def median_of(values):
+    numbers = [v for v in values if isinstance(v, (int, float))]
+    return statistics.median(numbers) if numbers and len(numbers) == len(values) else None
+
+
+def worst(values):
+    """The largest value, or None when any run never got there."""
+    if any(not isinstance(v, (int, float)) for v in values):
+        return None
+    return max(values) if values else None
+
+
+def failover_table(series):
+    lines = ["| system | replication | detection | cycles | fault → first write, s (min / median / max) | "
+             "acked rows lost | all standbys follow the new primary, s | stale reads through pgpool until, s | "
+             "writer commits/s |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    for s in series:
+        runs = s["runs"]
+        lines.append("| %s | %s | %s | %d | %s | %d | %s | %s | %d |" % (
+            s["system"], s["replication"], s["detection"], len(runs), spread([r["to_write"] for r in runs]),
+            sum(r["lost"] for r in runs), spread([r["following"] for r in runs]),
+            spread([r["stale_until"] for r in runs]), statistics.median(r["rate"] for r in runs)))
+    return lines
+
+
+def other_tables(results):
+    lines = []
+    if results["switchover"]:
+        runs = results["switchover"]
+        lines += ["", "| switchover (pgha, sync) | cycles | write pause, s (min / median / max) | playbook, s | "
+                      "acked rows lost |", "| --- | --- | --- | --- | --- |",
+                  "| pgha.cluster.switchover | %d | %s | %s | %d |" % (
+                      len(runs), spread([r["pause"] for r in runs]), spread([r["playbook"] for r in runs]),
+                      sum(r["lost"] for r in runs))]
+    if results["rebuild"]:
+        lines += ["", "| rebuild of the old primary | database, MB | pg_rewind, s | pg_basebackup, s | rewind / basebackup |",
+                  "| --- | --- | --- | --- | --- |"]
+        for size in sorted({r["size_mb"] for r in results["rebuild"]}):
+            by = {r["method"]: r for r in results["rebuild"] if r["size_mb"] == size}
+            rewind, base = by["pg_rewind"]["seconds"], by["pg_basebackup"]["seconds"]
+            lines.append("| %d MB | %d | %.1f | %.1f | %d %% |" % (
+                size, by["pg_basebackup"]["database_mb"], rewind, base, round(100 * rewind / base)))
+    if results["operations"]:
+        lines += ["", "| operation | seconds |", "| --- | --- |"]
+        lines += ["| %s | %.1f |" % (name, value) for name, value in results["operations"].items()]
+    return lines
+
+
+def find_series(results, system, replication, detection):
+    for s in results["failover"]:
+        if (s["system"], s["replication"], s["detection"]) == (system, replication, detection):
+            return s["runs"]
+    return []
+
+
+def goals(results):
+    """(goal, measured, met) for each goal of the bench issue that this run measured."""
+    found = []
+
+    def add(goal, value, met, unit="s"):
+        shown = "never" if value is None else ("%.2f %s" % (value, unit) if unit else value)
+        found.append((goal, shown, bool(met)))
+
+    for replication in ("async", "sync"):
+        runs = find_series(results, "pgha", replication, "backend error")
+        if runs:
+            median = median_of([r["to_write"] for r in runs])
+            add("kill -9 (%s): fault → write median ≤ 1.0 s" % replication, median, median is not None and median <= 1.0)
+    pgha, base = (find_series(results, s, "async", "backend error") for s in ("pgha", "baseline"))
+    if pgha and base:
+        ratio_of = (median_of([r["to_write"] for r in pgha]), median_of([r["to_write"] for r in base]))
+        if None not in ratio_of:
+            add("fault → write median ≤ 1.5 × baseline's", ratio_of[0] / ratio_of[1],
+                ratio_of[0] <= 1.5 * ratio_of[1], unit="×")
+    sync_runs = find_series(results, "pgha", "sync", "backend error")
+    if sync_runs:
+        lost = sum(r["lost"] for r in sync_runs)
+        add("0 acknowledged rows lost in sync mode", "%d" % lost, lost == 0, unit="")
+    pgha_runs = [r for s in results["failover"] if s["system"] == "pgha" for r in s["runs"]]
+    if pgha_runs:
+        following = worst([r["following"] for r in pgha_runs])
+        add("standbys follow the new primary ≤ 10 s (max)", following, following is not None and following <= 10)
+        stale = worst([r["stale_until"] for r in pgha_runs])
+        add("stale-read window ≤ 10 s (max)", stale, stale is not None and stale <= 10)
+    if results["switchover"]:
+        pause = max(r["pause"] for r in results["switchover"])
+        add("switchover write pause ≤ 2 s (max)", pause, pause <= 2)
+    big = [r for r in results["rebuild"] if r["size_mb"] >= 1000]
+    if len(big) == 2:
+        by = {r["method"]: r["seconds"] for r in big}
+        share = 100 * by["pg_rewind"] / by["pg_basebackup"]
+        add("pg_rewind ≤ 10 % of pg_basebackup at 1 GB", share, share <= 10, unit="%")
+    limits = {"deploy (3 bare nodes)": 240, "idempotent rerun": 45, "status.yml": 5}
+    for name, limit in limits.items():
+        if name in results["operations"]:
+            value = results["operations"][name]
+            add("%s ≤ %d s" % (name, limit), value, value <= limit)
+    return found
+
+
+def markdown(results):
+    settings = results.get("settings", {})
+    lines = ["## Bench: pgha vs plain pgpool-II (baseline) on the lab", "",
+             "Run %s, %.0f minutes. %s. %s. %d nodes; kill -9 of the primary's postmaster under a writer "
+             "through the virtual IP; each failover watched for %s s." % (
+                 results["started"], results.get("bench_seconds", 0) / 60, settings.get("machine", "?"),
+                 settings.get("versions", "?"), settings.get("nodes", 0), settings.get("observe_s", "?")),
+             "Baseline: the same pgpool.conf with the sample promote-over-ssh `failover.sh` "
+             "(bench/baseline/failover.sh) and no follow_primary_command; pgha: its hooks. "
+             "Health check a/b/c/d = period / timeout / max retries / retry delay.", ""]
+    lines += failover_table(results["failover"]) + other_tables(results)
+    lines += ["", "| goal | measured | met |", "| --- | --- | --- |"]
+    lines += ["| %s | %s | %s |" % (goal, value, "yes" if met else "**no**") for goal, value, met in goals(results)]
+    lines += ["", "![failover chart](latest.png)"]
+    return "\n".join(lines) + "\n"
+
+
+def chart(results, path):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    series = results["failover"]
+    fig, axes = plt.subplots(1, 2, figsize=(13, 5))
+    labels = ["%s\n%s, %s" % (s["system"], s["replication"], s["detection"].replace(" (sample)", "\n(sample)"))
+              for s in series]
+    colors = ["tab:blue" if s["system"] == "pgha" else "tab:orange" for s in series]
+    for axis, key, title in ((axes[0], "to_write", "kill -9 → first acknowledged write (s)"),
+                             (axes[1], "stale_until", "stale reads through pgpool until (s after the fault)")):
+        limit = results.get("settings", {}).get("observe_s", 15)
+        for x, (s, color) in enumerate(zip(series, colors)):
+            values = [r[key] for r in s["runs"]]
+            shown = [v if isinstance(v, (int, float)) else limit for v in values]
+            axis.scatter([x] * len(shown), shown, color=color, alpha=0.6, s=18)
+            if any(not isinstance(v, (int, float)) for v in values):
+                axis.annotate("never", (x, limit), ha="center", va="bottom", fontsize=8)
+            numbers = [v for v in values if isinstance(v, (int, float))]
+            if numbers:
+                axis.hlines(statistics.median(numbers), x - 0.3, x + 0.3, color=color)
+        axis.set_xticks(range(len(series)))
+        axis.set_xticklabels(labels, fontsize=7)
+        axis.set_title(title, fontsize=10)
+        axis.grid(axis="y", alpha=0.3)
+        axis.set_ylim(bottom=0)
+    fig.suptitle("pgha (blue) vs plain pgpool-II baseline (orange), %s" % results["started"], fontsize=11)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def update_readme(readme, table):
+    text = readme.read_text()
+    if README_START not in text:
+        return
+    head, rest = text.split(README_START, 1)
+    tail = rest.split(README_END, 1)[1]
+    body = table.replace("](latest.png)", "](bench/results/latest.png)")
+    readme.write_text("%s%s\n%s%s%s" % (head, README_START, body, README_END, tail))
+
+
+def write_all(results, directory, readme):
+    table = markdown(results)
+    (directory / "latest.md").write_text(table)
+    chart(results, directory / "latest.png")
+    update_readme(readme, table)
+
+
+if __name__ == "__main__":
+    here = Path(__file__).resolve().parent
+    write_all(json.loads((here / "results" / "latest.json").read_text()), here / "results",
+              here.parent / "README.md")
+    sys.exit(0)
