@@ -21,8 +21,8 @@ import psycopg2
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests" / "integration"))
+from conftest import Ansible, lab_vars  # noqa: E402  (first: it puts the built collection on sys.path)
 import cluster_probe as probe  # noqa: E402  (the chaos tests' probes, shared)
-from conftest import Ansible, lab_vars  # noqa: E402
 
 RESULTS = REPO / "bench" / "results"
 CONFIGURE = str(REPO / "bench" / "baseline" / "configure.yml")
@@ -215,21 +215,23 @@ class Bench:
             self.deploy()
         self.prepare_table()
         cycles, other = self.args.cycles, self.args.other_cycles
-        self.configure_pgpool("pgha", "backend error")
-        self.failover_series("pgha", "sync", "backend error", cycles)
-        self.switchovers(other)
-        self.rebuilds(self.args.sizes)
+        # Asynchronous first: the baseline runs as the sample sets it up (a promoted node
+        # with the old synchronous_standby_names and no follower would never commit).
         self.set_synchronous("off")
-        self.configure_pgpool("pgha", "backend error")
-        self.failover_series("pgha", "async", "backend error", cycles)
         self.configure_pgpool("baseline", "backend error")
         self.failover_series("baseline", "async", "backend error", cycles)
+        self.configure_pgpool("pgha", "backend error")
+        self.failover_series("pgha", "async", "backend error", cycles)
         for detection in list(DETECTION)[1:]:
             for system in ("pgha", "baseline"):
                 self.configure_pgpool(system, detection)
                 self.failover_series(system, "async", detection, other)
-        say("restoring the lab: pgha.cluster.site (synchronous mode as in the inventory)")
+        say("back to the inventory's settings (synchronous mode): pgha.cluster.site")
         self.playbook("pgha.cluster.site")
+        self.healthy()
+        self.failover_series("pgha", "sync", "backend error", cycles)
+        self.switchovers(other)
+        self.rebuilds(self.args.sizes)
         self.results["bench_seconds"] = time.time() - started
         self.results["settings"] = settings_of(self.args, self.lab)
         write_results(self.results)
@@ -351,5 +353,16 @@ def parse(argv):
     return parser.parse_args(argv)
 
 
+def main(argv):
+    bench = Bench(parse(argv))
+    try:
+        bench.run()
+    except BaseException:
+        RESULTS.mkdir(parents=True, exist_ok=True)
+        (RESULTS / "partial.json").write_text(json.dumps(bench.results, indent=1, sort_keys=True) + "\n")
+        say("stopped early; what was measured is in %s" % (RESULTS / "partial.json"))
+        raise
+
+
 if __name__ == "__main__":
-    Bench(parse(sys.argv[1:])).run()
+    main(sys.argv[1:])
