@@ -9,7 +9,7 @@ FAILED_NODE_HOST="$2"
 NEW_MAIN_NODE_ID="$5"
 NEW_MAIN_NODE_HOST="$6"
 OLD_PRIMARY_NODE_ID="$8"
-NEW_MAIN_NODE_PGDATA="${12}"
+NEW_MAIN_NODE_PGDATA="${10}"
 PGHOME=$(ls -d /usr/lib/postgresql/* | sort -V | tail -1)
 
 logger -t baseline-failover "failed node $FAILED_NODE_ID ($FAILED_NODE_HOST), new main $NEW_MAIN_NODE_ID ($NEW_MAIN_NODE_HOST)"
