@@ -143,8 +143,10 @@ def chart(results, path):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     series = results["failover"]
-    fig, axes = plt.subplots(1, 2, figsize=(13, 5))
-    labels = ["%s\n%s, %s" % (s["system"], s["replication"], s["detection"].replace(" (sample)", "\n(sample)"))
+    fig, axes = plt.subplots(1, 2, figsize=(15, 5.5))
+    short = {"backend error": "backend err", "health check 1/1/1/1": "HC 1/1/1/1",
+             "health check 5/30/3/1 (sample)": "HC 5/30/3/1"}
+    labels = ["%s\n%s\n%s" % (s["system"], s["replication"], short.get(s["detection"], s["detection"]))
               for s in series]
     colors = ["tab:blue" if s["system"] == "pgha" else "tab:orange" for s in series]
     for axis, key, title in ((axes[0], "to_write", "kill -9 → first acknowledged write (s)"),
@@ -160,11 +162,12 @@ def chart(results, path):
             if numbers:
                 axis.hlines(statistics.median(numbers), x - 0.3, x + 0.3, color=color)
         axis.set_xticks(range(len(series)))
-        axis.set_xticklabels(labels, fontsize=7)
+        axis.set_xticklabels(labels, fontsize=8)
         axis.set_title(title, fontsize=10)
         axis.grid(axis="y", alpha=0.3)
         axis.set_ylim(bottom=0)
-    fig.suptitle("pgha (blue) vs plain pgpool-II baseline (orange), %s" % results["started"], fontsize=11)
+    fig.suptitle("pgha (blue) vs plain pgpool-II baseline (orange), %s; HC = health-check detection only"
+                 % results["started"], fontsize=11)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
