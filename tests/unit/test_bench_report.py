@@ -1,0 +1,38 @@
+"""bin/bench's report on the results of a real bench run (fixtures/bench/run-2026-11-24.json)."""
+import importlib.util
+import json
+
+from conftest import FIXTURES, REPO
+
+SPEC = importlib.util.spec_from_file_location("bench_report", REPO / "bench" / "report.py")
+report = importlib.util.module_from_spec(SPEC)
+SPEC.loader.exec_module(report)
+RUN = json.loads((FIXTURES / "bench" / "run-2026-11-24.json").read_text())
+
+
+def test_spread_counts_runs_that_never_got_there():
+    assert report.spread([0.5, 1.0, 2.0]) == "0.50 / 1.00 / 2.00"
+    assert report.spread([0.5, "never", 2.0]) == "0.50 / 1.25 / 2.00 (never in 1 of 3)"
+    assert report.spread([None, None]) == "never (2 of 2)"
+
+
+def test_goals_of_the_recorded_run():
+    goals = dict((goal, (measured, met)) for goal, measured, met in report.goals(RUN))
+    assert goals["kill -9 (sync): fault → write median ≤ 1.0 s"] == ("0.74 s", True)
+    assert goals["0 acknowledged rows lost in sync mode"] == ("0", True)
+    assert goals["switchover write pause ≤ 2 s (max)"] == ("3.11 s", False)
+    assert goals["fault → write median ≤ 1.5 × baseline's"][1] is True
+
+
+def test_baseline_rows_show_what_never_happened():
+    rows = [line for line in report.failover_table(RUN["failover"]) if line.startswith("| baseline |")]
+    assert len(rows) == 3
+    assert all("never (" in row for row in rows)
+
+
+def test_readme_table_is_replaced_between_the_markers_only(tmp_path):
+    readme = tmp_path / "README.md"
+    readme.write_text("intro\n%s\nold table\n%s\nafter\n" % (report.README_START, report.README_END))
+    report.update_readme(readme, "new table ![c](latest.png)\n")
+    assert readme.read_text() == "intro\n%s\nnew table ![c](bench/results/latest.png)\n%s\nafter\n" % (
+        report.README_START, report.README_END)
