@@ -30,6 +30,12 @@ options:
     description: Run CHECKPOINT after promotion.
     type: bool
     default: true
+  after_lsn:
+    description:
+      - Before anything else, wait (up to O(timeout) seconds) until this standby has
+        received WAL beyond this location, e.g. the old primary's shutdown checkpoint in a
+        switchover; fails without promoting when it does not get there.
+    type: str
   expected_system_identifier:
     description: Refuse unless the server has this system identifier.
     type: str
@@ -46,6 +52,13 @@ author: pgha contributors (@pgha)
 '''
 
 EXAMPLES = r'''
+- name: Promote the switchover target once it has the old primary's shutdown checkpoint
+  become: true
+  become_user: postgres
+  pgha.cluster.pg_promote:
+    after_lsn: 0/5000028
+    timeout: 30
+
 - name: Promote the chosen standby
   become: true
   become_user: postgres
@@ -92,6 +105,20 @@ def promote(conn, timeout, checkpoint):
     return round(time.time() - started, 3)
 
 
+def wait_for_wal(conn, lsn, timeout):
+    """Wait until WAL beyond lsn was received (a primary has all of its WAL)."""
+    deadline = time.time() + timeout
+    while True:
+        row = query_one(conn, "SELECT NOT pg_is_in_recovery() OR COALESCE(pg_last_wal_receive_lsn() > %s::pg_lsn, "
+                              "false) AS received, pg_last_wal_receive_lsn()::text AS at", (lsn,))
+        if row["received"]:
+            return
+        if time.time() >= deadline:
+            raise RuntimeError("not promoting: WAL beyond %s did not arrive within %d s (received up to %s)"
+                               % (lsn, timeout, row["at"]))
+        time.sleep(0.1)
+
+
 def main():
     argument_spec = login_argument_spec()
     argument_spec.update(
@@ -99,6 +126,7 @@ def main():
         checkpoint=dict(type="bool", default=True),
         expected_system_identifier=dict(type="str"),
         allow_streaming=dict(type="bool", default=False),
+        after_lsn=dict(type="str"),
     )
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
     ensure_psycopg2(module)
@@ -108,6 +136,8 @@ def main():
     except PgConnectError as exc:
         module.fail_json(msg=str(exc))
     try:
+        if params["after_lsn"]:
+            wait_for_wal(conn, params["after_lsn"], params["timeout"])
         facts = read_facts(conn)
         expected = params["expected_system_identifier"]
         if expected and facts["system_identifier"] != expected:
