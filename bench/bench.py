@@ -158,7 +158,7 @@ class Bench:
             raise SystemExit("bench: %s left %d primaries: %s" % (system, len(now_primaries), now_primaries))
         run = {"old_primary": old, "new_primary": now_primaries[0], "rate": rate,
                "to_write": (first[0] - fault_at) if first else None, "following": following,
-               "lost": lost_rows(self.lab, now_primaries[0], writer.acked),
+               "lost": probe.missing_acked_rows(self.lab, now_primaries[0], writer.acked),
                "stale_until": reader.stale_until(fault_at, self.args.observe)}
         self.repair(system, old)
         return run
@@ -186,7 +186,7 @@ class Bench:
             during = [t for _, t, _ in writer.acked if t >= started]
             pause = max(b - a for a, b in zip(during, during[1:])) if len(during) > 1 else playbook
             run = {"from": old, "to": target, "pause": pause, "playbook": playbook,
-                   "lost": lost_rows(self.lab, target, writer.acked)}
+                   "lost": probe.missing_acked_rows(self.lab, target, writer.acked)}
             say("  cycle %d: %s -> %s, write pause %.2f s, playbook %.1f s, lost %d" % (
                 cycle, old, target, pause, playbook, run["lost"]))
             self.results["switchover"].append(run)
@@ -286,15 +286,6 @@ def connect_node(lab, node):
                             password=lab["pgha_admin_password"], connect_timeout=3)
     conn.autocommit = True
     return conn
-
-
-def lost_rows(lab, primary, acked):
-    conn = connect_node(lab, primary)
-    with conn.cursor() as cur:
-        cur.execute("SELECT count(*) FROM pgha_chaos WHERE id = ANY(%s)", ([i for i, _, _ in acked],))
-        present = cur.fetchone()[0]
-    conn.close()
-    return len(acked) - present
 
 
 def database_mb(lab):

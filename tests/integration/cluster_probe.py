@@ -154,14 +154,20 @@ def followers_ok(lab, new_primary):
                             f["wal_receiver"]["status"] == "streaming" for f in standbys)
 
 
-def check_no_acked_row_lost(lab, primary, acked):
+def missing_acked_rows(lab, primary, acked):
+    """How many of the writer's acknowledged rows the primary lacks."""
     conn = psycopg2.connect(**{"host": lab["nodes"][primary], "port": 5432, "user": "pgha_admin",
                                "password": lab["pgha_admin_password"], "dbname": "postgres"})
     with conn.cursor() as cur:
         cur.execute("SELECT count(*) FROM pgha_chaos WHERE id = ANY(%s)", ([i for i, _, _ in acked],))
         present = cur.fetchone()[0]
     conn.close()
-    assert present == len(acked), "%d acknowledged rows missing on %s" % (len(acked) - present, primary)
+    return len(acked) - present
+
+
+def check_no_acked_row_lost(lab, primary, acked):
+    missing = missing_acked_rows(lab, primary, acked)
+    assert missing == 0, "%d acknowledged rows missing on %s" % (missing, primary)
 
 
 def pool_connect(lab, attempts=10):
