@@ -85,38 +85,13 @@ diff:
   sample: {"before": {"role": "standby"}, "after": {"role": "primary"}}
 '''
 
-import time
-
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.pgha.cluster.plugins.module_utils.ansible_glue import ensure_psycopg2
 from ansible_collections.pgha.cluster.plugins.module_utils.pg_facts import read_facts
 from ansible_collections.pgha.cluster.plugins.module_utils.postgres import (
-    DRIVER_ERRORS, PgConnectError, connect, login_argument_spec, query_one, safe_message)
-
-
-def promote(conn, timeout, checkpoint):
-    started = time.time()
-    row = query_one(conn, "SELECT pg_promote(true, %s) AS promoted", (timeout,))
-    if not row["promoted"]:
-        raise RuntimeError("pg_promote did not finish within %d s" % timeout)
-    if checkpoint:
-        query_one(conn, "CHECKPOINT")
-    return round(time.time() - started, 3)
-
-
-def wait_for_wal(conn, lsn, timeout):
-    """Wait until WAL beyond lsn was received (a primary has all of its WAL)."""
-    deadline = time.time() + timeout
-    while True:
-        row = query_one(conn, "SELECT NOT pg_is_in_recovery() OR COALESCE(pg_last_wal_receive_lsn() > %s::pg_lsn, "
-                              "false) AS received, pg_last_wal_receive_lsn()::text AS at", (lsn,))
-        if row["received"]:
-            return
-        if time.time() >= deadline:
-            raise RuntimeError("not promoting: WAL beyond %s did not arrive within %d s (received up to %s)"
-                               % (lsn, timeout, row["at"]))
-        time.sleep(0.1)
+    DRIVER_ERRORS, PgConnectError, connect, login_argument_spec, safe_message)
+from ansible_collections.pgha.cluster.plugins.module_utils.promotion import promote, wait_for_wal
 
 
 def main():

@@ -126,13 +126,10 @@ def fence_until_done(config, args):
 
 
 def promote(config, postgres, node):
+    from ansible_collections.pgha.cluster.plugins.module_utils import promotion
     conn = postgres.connect(conn_params(config, node, timeout=3))
     try:
-        started = time.time()
-        row = postgres.query_one(conn, "SELECT pg_promote(true, 30) AS promoted")
-        if not row["promoted"]:
-            raise RuntimeError("pg_promote on %s did not finish in 30 s" % node["name"])
-        return time.time() - started
+        return promotion.promote(conn, 30)
     finally:
         conn.close()
 

@@ -1,0 +1,44 @@
+# -*- coding: utf-8 -*-
+# Copyright: pgha contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Promotion steps shared by pg_promote, pg_switchover and the pgpool hook (plain Python)."""
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import re
+import time
+
+from ansible_collections.pgha.cluster.plugins.module_utils.postgres import query_one
+
+
+def promote(conn, timeout, checkpoint=False):
+    """pg_promote(wait) on conn's server; CHECKPOINT after it when asked. Returns seconds taken."""
+    started = time.time()
+    row = query_one(conn, "SELECT pg_promote(true, %s) AS promoted", (timeout,))
+    if not row["promoted"]:
+        raise RuntimeError("pg_promote did not finish within %d s" % timeout)
+    if checkpoint:
+        # pg_rewind on the other nodes reads the new timeline from the control file.
+        query_one(conn, "CHECKPOINT")
+    return round(time.time() - started, 3)
+
+
+def wait_for_wal(conn, lsn, timeout):
+    """Wait until conn's server received WAL beyond lsn (a primary has all of its WAL)."""
+    deadline = time.time() + timeout
+    while True:
+        row = query_one(conn, "SELECT NOT pg_is_in_recovery() OR COALESCE(pg_last_wal_receive_lsn() > %s::pg_lsn, "
+                              "false) AS received, pg_last_wal_receive_lsn()::text AS at", (lsn,))
+        if row["received"]:
+            return
+        if time.time() >= deadline:
+            raise RuntimeError("not promoting: WAL beyond %s did not arrive within %d s (received up to %s)"
+                               % (lsn, timeout, row["at"]))
+        time.sleep(0.05)
+
+
+def controldata_field(text, name):
+    """One field of pg_controldata's output (run with LC_ALL=C), or None."""
+    match = re.search(r"^%s:\s+(.*?)\s*$" % re.escape(name), text, re.MULTILINE)
+    return match.group(1) if match else None
