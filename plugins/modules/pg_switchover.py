@@ -122,8 +122,11 @@ class LocalServer:
         self.run(["systemctl", "start", self.params["service"]])
 
 
-def check_target(target, local_controldata):
-    """Refuse (nothing stopped yet) unless the target is a streaming standby of this cluster."""
+def check_request(target, local_controldata):
+    """Refuse (nothing stopped yet) unless this is a primary and the target a streaming standby of it."""
+    state = controldata_field(local_controldata, "Database cluster state")
+    if state != "in production":
+        raise Aborted("refused, nothing changed: the local server is not a running primary (%s)" % state)
     identifier = controldata_field(local_controldata, "Database system identifier")
     if target["system_identifier"] != identifier:
         raise Aborted("refused, nothing changed: the target's system identifier %s is not this server's %s"
@@ -179,7 +182,7 @@ def main():
                 raise Aborted("refused, nothing changed: the local server is not running and the target is a "
                               "standby; there is no primary to hand over from")
             module.exit_json(changed=False, timeline=target["timeline"], **nothing)
-        check_target(target, server.controldata())
+        check_request(target, server.controldata())
         if module.check_mode:
             module.exit_json(changed=True, timeline=target["timeline"], **nothing)
         result = hand_over(server, conn, params["timeout"])

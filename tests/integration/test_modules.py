@@ -132,6 +132,29 @@ def test_pg_promote_refusals_and_noop(ansible, lab, roles):
     assert primaries(survey(lab)) == [primary_name]
 
 
+def switchover_args(lab, target):
+    return {"login_host": lab["nodes"][target], "login_user": "pgha_admin", "login_password": lab["pgha_admin_password"],
+            "service": "postgresql@15-main", "data_directory": "/var/lib/postgresql/15/main",
+            "bin_directory": "/usr/lib/postgresql/15/bin", "timeout": 5}
+
+
+def test_pg_switchover_refusals_and_check_mode(ansible, lab, roles):
+    primary_name, (standby_name, other_name) = roles
+    from_standby, _ = ansible.module(standby_name, "pgha.cluster.pg_switchover", switchover_args(lab, other_name))
+    assert from_standby["failed"] and "refused, nothing changed: the local server is not a running primary" \
+        in from_standby["msg"]
+    to_primary, _ = ansible.module(primary_name, "pgha.cluster.pg_switchover", switchover_args(lab, primary_name))
+    assert to_primary["failed"] and "the target is not a streaming standby" in to_primary["msg"]
+    wrong = dict(switchover_args(lab, standby_name), login_password="not-the-password")
+    denied, raw = ansible.module(primary_name, "pgha.cluster.pg_switchover", wrong)
+    assert denied["failed"] and denied["msg"].startswith("refused, nothing changed") and "not-the-password" not in raw
+    checked, _ = ansible.module(primary_name, "pgha.cluster.pg_switchover", switchover_args(lab, standby_name),
+                                check=True)
+    assert not checked.get("failed") and checked["changed"] is True
+    assert primaries(survey(lab)) == [primary_name]
+    assert ansible.module(standby_name, PG_FACTS, {}, become_postgres=True)[0]["in_recovery"] is True
+
+
 @pytest.mark.parametrize("check", [True, False])
 def test_pg_user_create_then_idempotent(ansible, lab, roles, check):
     args = {"name": "pgha_it_user", "password": "it-secret-password", "member_of": ["pg_monitor"]}
