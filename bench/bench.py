@@ -11,6 +11,7 @@ import argparse
 import json
 import os
 import platform
+import re
 import statistics
 import sys
 import threading
@@ -29,6 +30,8 @@ CONFIGURE = str(REPO / "bench" / "baseline" / "configure.yml")
 # Reads through pgpool count as stale when they miss a row acknowledged this long before
 # the read began: normal replay lag (milliseconds) is not staleness, an orphaned standby is.
 STALE_AFTER = 1.0
+# A failover is settled when every standby follows and reads were fresh this long.
+SETTLED = 3.0
 DETECTION = {
     # failover_on_backend_error on: the pgpool child serving the writer sees the backend die.
     "backend error": {"failover_on_backend_error": "on"},
@@ -40,6 +43,11 @@ DETECTION = {
                                        "health_check_timeout": 30, "health_check_max_retries": 3,
                                        "health_check_retry_delay": 1},
 }
+# Keeper mode: heartbeat every second, act after three misses; the lab's bridge (the host)
+# is the witness a node must reach before it acts on a silent peer.
+KEEPER_BEAT = (1, 3)
+KEEPER_SETTINGS = {"keeper_keepalives_time": KEEPER_BEAT[0], "keeper_keepalives_count": KEEPER_BEAT[1],
+                   "keeper_witness": "10.89.50.1"}
 PGHA_DETECTION = {"failover_on_backend_error": "on", "health_check_period": 1, "health_check_timeout": 1,
                   "health_check_max_retries": 0, "health_check_retry_delay": 1}
 
@@ -112,8 +120,9 @@ class Bench:
         for name, seconds in ops.items():
             say("  %s: %.1f s" % (name, seconds))
 
-    def prepare_table(self):
-        conn = probe.pool_connect(self.lab)
+    def prepare_table(self, primary=None):
+        """The writer's table, created through pgpool (or on the given primary)."""
+        conn = connect_node(self.lab, primary) if primary else probe.pool_connect(self.lab)
         conn.autocommit = True
         with conn.cursor() as cur:
             cur.execute("CREATE TABLE IF NOT EXISTS pgha_chaos (id bigint PRIMARY KEY, at timestamptz DEFAULT now())")
@@ -148,7 +157,12 @@ class Bench:
         following = None
         if new and probe.wait_for(lambda: probe.followers_ok(self.lab, new[0]), fault_at + self.args.observe - time.time()):
             following = time.time() - fault_at
-        time.sleep(max(0.0, fault_at + self.args.observe - time.time()))
+        # Watch the whole window unless every standby follows and reads have been fresh for
+        # SETTLED seconds since (a system that never gets there is watched to the end).
+        if following is not None:
+            probe.wait_for(lambda: reader.fresh_for(SETTLED), fault_at + self.args.observe - time.time(), 0.2)
+        else:
+            time.sleep(max(0.0, fault_at + self.args.observe - time.time()))
         writer.stop.set()
         reader.stop.set()
         writer.join(10)
@@ -159,7 +173,7 @@ class Bench:
         run = {"old_primary": old, "new_primary": now_primaries[0], "rate": rate,
                "to_write": (first[0] - fault_at) if first else None, "following": following,
                "lost": probe.missing_acked_rows(self.lab, now_primaries[0], writer.acked),
-               "stale_until": reader.stale_until(fault_at, self.args.observe)}
+               "stale_until": reader.stale_until(fault_at)}
         self.repair(system, old)
         return run
 
@@ -201,11 +215,16 @@ class Bench:
                 probe.KillPostmaster().inject(old)
                 probe.wait_for(lambda: [n for n in probe.primaries(probe.survey(self.lab)) if n != old], 30)
                 started = time.time()
-                self.playbook("pgha.cluster.rebuild", "-e", "target=%s" % old, *extra)
+                output = self.playbook("pgha.cluster.rebuild", "-e", "target=%s" % old, *extra).stdout
                 took = time.time() - started
-                say("  %d MB: rebuild of the old primary %s by %s: %.1f s" % (size, old, method, took))
+                used, copy = re.search(r"rebuilt by (\S+) \(data copy ([\d.]+) s\)", output).groups()
+                if used != method:
+                    raise SystemExit("bench: rebuild of %s used %s, not %s" % (old, used, method))
+                say("  %d MB: rebuild of the old primary %s by %s: %.1f s (data copy %s s)" % (
+                    size, old, method, took, copy))
                 self.results["rebuild"].append({"size_mb": size, "method": method, "seconds": took,
-                                                "database_mb": database_mb(self.lab)})
+                                                "copy_seconds": float(copy), "database_mb": database_mb(self.lab)})
+        drop_fill(self.lab, self.healthy())
 
     def run(self):
         started = time.time()
@@ -215,8 +234,13 @@ class Bench:
             self.deploy()
         self.prepare_table()
         cycles, other = self.args.cycles, self.args.other_cycles
-        # Asynchronous first: the baseline runs as the sample sets it up (a promoted node
-        # with the old synchronous_standby_names and no follower would never commit).
+        # The inventory's synchronous mode first (pgha's own settings), then asynchronous
+        # for the side by side series: the baseline runs as the sample sets it up (a promoted
+        # node with the old synchronous_standby_names and no follower would never commit).
+        self.configure_pgpool("pgha", "backend error")
+        self.failover_series("pgha", "sync", "backend error", cycles)
+        self.switchovers(other)
+        self.rebuilds(self.args.sizes)
         self.set_synchronous("off")
         self.configure_pgpool("baseline", "backend error")
         self.failover_series("baseline", "async", "backend error", cycles)
@@ -226,15 +250,61 @@ class Bench:
             for system in ("pgha", "baseline"):
                 self.configure_pgpool(system, detection)
                 self.failover_series(system, "async", detection, other)
-        say("back to the inventory's settings (synchronous mode): pgha.cluster.site")
-        self.playbook("pgha.cluster.site")
-        self.healthy()
-        self.failover_series("pgha", "sync", "backend error", cycles)
-        self.switchovers(other)
-        self.rebuilds(self.args.sizes)
+        if self.args.keeper_cycles:
+            self.keeper_series(self.args.keeper_cycles)
         self.results["bench_seconds"] = time.time() - started
         self.results["settings"] = settings_of(self.args, self.lab)
         write_results(self.results)
+
+    # -- keeper mode --------------------------------------------------------------------
+    def keeper_series(self, cycles):
+        """Two nodes guarded by the keeper: kill -9 of the primary, the standby promotes
+        itself after keepalives_time x keepalives_count; a writer with both addresses and
+        target_session_attrs=read-write finds it."""
+        say("keeper mode: fresh 2-node lab (bin/lab up --mode keeper), keepalives %d s x %d" % KEEPER_BEAT)
+        self.results["settings"] = settings_of(self.args, self.lab)  # the pgpool lab's versions
+        probe.lab_cli("down")
+        probe.lab_cli("up", "--distro", self.args.distro, "--mode", "keeper")
+        self.lab = lab_vars()
+        started = time.time()
+        self.playbook("pgha.cluster.site", "-e", json.dumps(KEEPER_SETTINGS))
+        self.results["operations"]["deploy (2 bare nodes, keeper mode)"] = time.time() - started
+        self.prepare_table(self.keeper_healthy())
+        runs = []
+        for cycle in range(1, cycles + 1):
+            run = self.keeper_cycle()
+            say("  cycle %d: %s -> %s, fault->write %s, lost %d" % (
+                cycle, run["old_primary"], run["new_primary"], seconds(run["to_write"]), run["lost"]))
+            runs.append(run)
+        self.results["keeper"] = {"budget": KEEPER_BEAT[0] * KEEPER_BEAT[1], "runs": runs}
+    def keeper_healthy(self):
+        found = probe.wait_for(lambda: probe.primaries(probe.survey(self.lab)), 60)
+        if len(found) != 1 or not probe.wait_for(lambda: probe.followers_ok(self.lab, found[0]), 60):
+            raise SystemExit("bench: keeper mode: expected one primary and a streaming standby, found %s" % found)
+        return found[0]
+
+    def keeper_cycle(self):
+        old = self.keeper_healthy()
+        old_address = self.lab["nodes"][old]
+        writer = probe.Writer(self.lab, host=",".join(self.lab["nodes"].values()), port=5432, pause=0,
+                              target_session_attrs="read-write")
+        writer.start()
+        probe.wait_for(lambda: len(writer.acked) > 100, 20)
+        rate = rate_of(writer.acked)
+        fault_at = probe.KillPostmaster().inject(old)
+        first = probe.wait_for(lambda: [t for _, t, srv in writer.acked if t > fault_at and srv != old_address],
+                               self.args.observe, 0.02)
+        time.sleep(1)
+        writer.stop.set()
+        writer.join(10)
+        now_primaries = probe.primaries(probe.survey(self.lab))
+        if len(now_primaries) != 1:
+            raise SystemExit("bench: keeper mode left %d primaries: %s" % (len(now_primaries), now_primaries))
+        run = {"old_primary": old, "new_primary": now_primaries[0], "rate": rate,
+               "to_write": (first[0] - fault_at) if first else None,
+               "lost": probe.missing_acked_rows(self.lab, now_primaries[0], writer.acked)}
+        self.playbook("pgha.cluster.rebuild", "-e", "target=%s" % old)
+        return run
 
 
 class StaleReader(threading.Thread):
@@ -265,13 +335,20 @@ class StaleReader(threading.Thread):
                 self.samples.append((started, seen < wanted[-1]))
             time.sleep(0.05)
 
-    def stale_until(self, fault_at, observe):
+    def fresh_for(self, seconds):
+        """Reads have been fresh for the last `seconds` (with at least one read in that time)."""
+        since = time.time() - seconds
+        recent = [is_stale for t, is_stale in self.samples if t >= since]
+        started = self.samples and self.samples[0][0] < since
+        return bool(started and recent and not any(recent))
+
+    def stale_until(self, fault_at):
         """Seconds from the fault to the last stale read; "never" when reads were still
-        stale at the end of the observation."""
+        stale during the last SETTLED seconds of the observation."""
         stale = [t for t, is_stale in self.samples if is_stale and t > fault_at]
         if not stale:
             return 0.0
-        if stale[-1] > fault_at + observe - 3:
+        if stale[-1] > self.samples[-1][0] - SETTLED:
             return "never"
         return stale[-1] - fault_at
 
@@ -311,6 +388,15 @@ def fill_database(lab, primary, size_mb):
     conn.close()
 
 
+def drop_fill(lab, primary):
+    """The failover series after the rebuilds run on a small database again."""
+    conn = connect_node(lab, primary)
+    with conn.cursor() as cur:
+        cur.execute("DROP TABLE IF EXISTS bench_fill")
+        cur.execute("CHECKPOINT")
+    conn.close()
+
+
 def seconds(value):
     if value is None:
         return "never"
@@ -337,6 +423,7 @@ def parse(argv):
     parser = argparse.ArgumentParser(prog="bin/bench", description=__doc__.splitlines()[0])
     parser.add_argument("--cycles", type=int, default=10, help="kill -9 cycles per backend-error series")
     parser.add_argument("--other-cycles", type=int, default=3, help="cycles of health-check series and switchover")
+    parser.add_argument("--keeper-cycles", type=int, default=5, help="kill -9 cycles in keeper mode (0: none)")
     parser.add_argument("--sizes", type=int, nargs="*", default=[100, 1024], help="rebuild sizes in MB")
     parser.add_argument("--observe", type=float, default=15.0, help="seconds each failover is watched")
     parser.add_argument("--distro", default="bookworm", choices=("bookworm", "trixie"))

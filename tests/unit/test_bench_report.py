@@ -36,3 +36,11 @@ def test_readme_table_is_replaced_between_the_markers_only(tmp_path):
     report.update_readme(readme, "new table ![c](latest.png)\n")
     assert readme.read_text() == "intro\n%s\nnew table ![c](bench/results/latest.png)\n%s\nafter\n" % (
         report.README_START, report.README_END)
+
+
+def test_runs_without_data_copy_times_compare_whole_playbooks():
+    goals = dict((goal, (measured, met)) for goal, measured, met in report.goals(RUN))
+    measured, met = goals["pg_rewind ≤ 10 % of pg_basebackup at 1 GB (rebuild.yml)"]
+    assert measured.endswith("%") and not met
+    rows = [line for line in report.other_tables(RUN) if line.startswith("| 1024 MB |")]
+    assert rows and rows[0].count("| - |") == 2
