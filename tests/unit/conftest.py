@@ -10,7 +10,7 @@ FIXTURES = Path(__file__).resolve().parent / "fixtures"
 
 
 def _collection_root():
-    built = REPO / ".build" / "collections"
+    built = Path(os.environ.get("PGHA_BUILD_DIR", REPO / ".build")) / "collections"
     if os.environ.get("PGHA_TEST_FROM_BUILD") and (built / "ansible_collections/pgha/cluster").is_dir():
         return built
     root = Path(tempfile.mkdtemp(prefix="pgha-unit-"))
