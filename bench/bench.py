@@ -122,7 +122,7 @@ class Bench:
 
     def prepare_table(self, primary=None):
         """The writer's table, created through pgpool (or on the given primary)."""
-        conn = connect_node(self.lab, primary) if primary else probe.pool_connect(self.lab)
+        conn = probe.node_connect(self.lab, primary) if primary else probe.pool_connect(self.lab)
         conn.autocommit = True
         with conn.cursor() as cur:
             cur.execute("CREATE TABLE IF NOT EXISTS pgha_chaos (id bigint PRIMARY KEY, at timestamptz DEFAULT now())")
@@ -358,24 +358,13 @@ def rate_of(acked):
     return int(len(recent) / (recent[-1] - recent[0])) if len(recent) > 1 and recent[-1] > recent[0] else 0
 
 
-def connect_node(lab, node):
-    conn = psycopg2.connect(host=lab["nodes"][node], port=5432, user="pgha_admin", dbname="postgres",
-                            password=lab["pgha_admin_password"], connect_timeout=3)
-    conn.autocommit = True
-    return conn
-
-
 def database_mb(lab):
-    conn = connect_node(lab, probe.primaries(probe.survey(lab))[0])
-    with conn.cursor() as cur:
-        cur.execute("SELECT pg_database_size('postgres') / 1048576")
-        size = int(cur.fetchone()[0])
-    conn.close()
-    return size
+    primary = probe.primaries(probe.survey(lab))[0]
+    return int(probe.node_sql(lab, primary, "SELECT pg_database_size('postgres') / 1048576")[0][0])
 
 
 def fill_database(lab, primary, size_mb):
-    conn = connect_node(lab, primary)
+    conn = probe.node_connect(lab, primary)
     with conn.cursor() as cur:
         cur.execute("CREATE TABLE IF NOT EXISTS bench_fill (id bigserial PRIMARY KEY, payload text)")
         while True:
@@ -390,11 +379,8 @@ def fill_database(lab, primary, size_mb):
 
 def drop_fill(lab, primary):
     """The failover series after the rebuilds run on a small database again."""
-    conn = connect_node(lab, primary)
-    with conn.cursor() as cur:
-        cur.execute("DROP TABLE IF EXISTS bench_fill")
-        cur.execute("CHECKPOINT")
-    conn.close()
+    probe.node_sql(lab, primary, "DROP TABLE IF EXISTS bench_fill")
+    probe.node_sql(lab, primary, "CHECKPOINT")
 
 
 def seconds(value):

@@ -64,18 +64,34 @@ class Writer(threading.Thread):
                 time.sleep(0.05)
 
 
+def node_connect(lab, node, timeout=3, **options):
+    """An autocommit session on one node's PostgreSQL as the admin user."""
+    conn = psycopg2.connect(host=lab["nodes"][node], port=5432, user="pgha_admin", password=lab["pgha_admin_password"],
+                            dbname="postgres", connect_timeout=timeout, **options)
+    conn.autocommit = True
+    return conn
+
+
+def node_sql(lab, node, sql, args=None):
+    """Run one statement on a node; its rows (empty when it returns none)."""
+    conn = node_connect(lab, node)
+    try:
+        with conn.cursor() as cur:
+            cur.execute(sql, args)
+            return cur.fetchall() if cur.description else []
+    finally:
+        conn.close()
+
+
 def commit_acknowledged(lab, node):
     """Try a real commit on a node that answers as primary. An isolated old primary in
     synchronous mode cannot acknowledge one: its commit waits for a standby until the
     statement timeout cancels the wait (PostgreSQL then warns instead of confirming)."""
     try:
-        conn = psycopg2.connect(host=lab["nodes"][node], port=5432, user="pgha_admin",
-                                password=lab["pgha_admin_password"], dbname="postgres", connect_timeout=2,
-                                options="-c statement_timeout=1000")
+        conn = node_connect(lab, node, timeout=2, options="-c statement_timeout=1000")
     except psycopg2.Error:
         return False
     try:
-        conn.autocommit = True
         with conn.cursor() as cur:
             cur.execute("INSERT INTO pgha_probe DEFAULT VALUES")
         return not any("synchronous replication" in notice for notice in conn.notices)
@@ -156,13 +172,8 @@ def followers_ok(lab, new_primary):
 
 def missing_acked_rows(lab, primary, acked):
     """How many of the writer's acknowledged rows the primary lacks."""
-    conn = psycopg2.connect(**{"host": lab["nodes"][primary], "port": 5432, "user": "pgha_admin",
-                               "password": lab["pgha_admin_password"], "dbname": "postgres"})
-    with conn.cursor() as cur:
-        cur.execute("SELECT count(*) FROM pgha_chaos WHERE id = ANY(%s)", ([i for i, _, _ in acked],))
-        present = cur.fetchone()[0]
-    conn.close()
-    return len(acked) - present
+    present = node_sql(lab, primary, "SELECT count(*) FROM pgha_chaos WHERE id = ANY(%s)", ([i for i, _, _ in acked],))
+    return len(acked) - present[0][0]
 
 
 def check_no_acked_row_lost(lab, primary, acked):

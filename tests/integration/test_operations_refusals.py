@@ -1,9 +1,7 @@
 """Unsafe requests are refused with a clear message and change nothing."""
 import time
 
-import psycopg2
-
-from cluster_probe import (KillPostmaster, check_no_acked_row_lost, followers_ok, lab_exec, pool_attached,
+from cluster_probe import (KillPostmaster, check_no_acked_row_lost, followers_ok, lab_exec, node_sql, pool_attached,
                            primaries, survey, wait_for)
 
 MAINTENANCE = "/var/lib/pgha/maintenance"
@@ -87,10 +85,11 @@ def test_failover_refuses_a_candidate_behind_another_standby(ansible, lab, healt
     ahead, behind = sorted(n for n in lab["nodes"] if n != primary)
     set_maintenance(lab, True)
     try:
-        run_sql(lab, behind, "ALTER SYSTEM SET primary_conninfo = ''", "SELECT pg_reload_conf()")
+        node_sql(lab, behind, "ALTER SYSTEM SET primary_conninfo = ''")
+        node_sql(lab, behind, "SELECT pg_reload_conf()")
         assert wait_for(lambda: not survey(lab)[behind]["wal_receiver"], 10), "%s still streams" % behind
         ids = [int(time.time() * 1000) * 1000 + i for i in range(50)]
-        run_sql(lab, primary, *["INSERT INTO pgha_chaos (id) VALUES (%d)" % i for i in ids])
+        node_sql(lab, primary, "INSERT INTO pgha_chaos (id) SELECT unnest(%s::bigint[])", (list(ids),))
         KillPostmaster().inject(primary)
         before = roles(lab)
         assert_refused(ansible.playbook("pgha.cluster.failover", "-e", "failed_node=%s" % primary,
@@ -112,13 +111,3 @@ def test_failover_refuses_a_candidate_behind_another_standby(ansible, lab, healt
 def set_maintenance(lab, on):
     for node in lab["nodes"]:
         lab_exec(node, ("touch %s" if on else "rm -f %s") % MAINTENANCE)
-
-
-def run_sql(lab, node, *statements):
-    conn = psycopg2.connect(host=lab["nodes"][node], port=5432, user="pgha_admin",
-                            password=lab["pgha_admin_password"], dbname="postgres")
-    conn.autocommit = True
-    with conn.cursor() as cur:
-        for statement in statements:
-            cur.execute(statement)
-    conn.close()

@@ -4,9 +4,8 @@ and every node attached; it refuses (starting nothing) when the only would-be pr
 fenced."""
 import time
 
-import psycopg2
-
-from cluster_probe import followers_ok, lab_exec, params, pool_attached, pool_connect, primaries, survey, wait_for
+from cluster_probe import (followers_ok, lab_exec, node_sql, params, pool_attached, pool_connect, primaries, survey,
+                           wait_for)
 from conftest import report
 from ansible_collections.pgha.cluster.plugins.module_utils.pg_facts import survey_node
 
@@ -32,13 +31,7 @@ def insert_marker(lab):
 
 
 def marker_present(lab, primary, marker):
-    conn = psycopg2.connect(**{"host": lab["nodes"][primary], "port": 5432, "user": "pgha_admin",
-                               "password": lab["pgha_admin_password"], "dbname": "postgres"})
-    with conn.cursor() as cur:
-        cur.execute("SELECT count(*) FROM pgha_chaos WHERE id = %s", (marker,))
-        found = cur.fetchone()[0]
-    conn.close()
-    return found == 1
+    return node_sql(lab, primary, "SELECT count(*) FROM pgha_chaos WHERE id = %s", (marker,))[0][0] == 1
 
 
 def test_stop_then_start_keeps_the_primary(lab, ansible, healthy_cluster):

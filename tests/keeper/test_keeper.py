@@ -12,7 +12,7 @@ import time
 
 import psycopg2
 
-from cluster_probe import Writer, check_no_acked_row_lost, primaries, survey, wait_for
+from cluster_probe import Writer, check_no_acked_row_lost, node_sql, primaries, survey, wait_for
 from conftest import node_exec, playbook, report
 
 CYCLES = 5
@@ -27,14 +27,7 @@ def writer_for(lab):
 
 
 def query(lab, node, sql):
-    conn = psycopg2.connect(host=lab["nodes"][node], port=5432, user="pgha_admin",
-                            password=lab["pgha_admin_password"], dbname="postgres", connect_timeout=2)
-    try:
-        with conn.cursor() as cur:
-            cur.execute(sql)
-            return cur.fetchall()
-    finally:
-        conn.close()
+    return node_sql(lab, node, sql)
 
 
 def the_primary(lab):
@@ -78,12 +71,7 @@ def longest_pause(acked, since):
 def test_chaos_table(lab):
     primary = the_primary(lab)
     assert wait_for(lambda: synchronous(lab, primary), 30), "the cluster does not start synchronous"
-    conn = psycopg2.connect(host=lab["nodes"][primary], port=5432, user="pgha_admin",
-                            password=lab["pgha_admin_password"], dbname="postgres")
-    conn.autocommit = True
-    with conn.cursor() as cur:
-        cur.execute("CREATE TABLE IF NOT EXISTS pgha_chaos (id bigint PRIMARY KEY, at timestamptz DEFAULT now())")
-    conn.close()
+    node_sql(lab, primary, "CREATE TABLE IF NOT EXISTS pgha_chaos (id bigint PRIMARY KEY, at timestamptz DEFAULT now())")
 
 
 def kill_primary_cycle(lab, cycle):
