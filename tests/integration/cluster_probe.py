@@ -139,12 +139,7 @@ class KillPostmaster:
     cycle_limit = 5.0
 
     def inject(self, node):
-        # The node stamps the moment of the kill itself: podman exec's own start-up time
-        # (up to seconds on a loaded host) must not count as failover time.
-        kill = lab_exec(node, "pid=$(head -1 /var/lib/postgresql/%s/main/postmaster.pid); date +%%s.%%N; kill -9 $pid"
-                        % pg_version(node))
-        assert kill.returncode == 0, kill.stderr
-        return float(kill.stdout.split()[0])
+        return float(lab_cli("kill-postmaster", node).split()[-1])
 
     def restore(self, node):
         pass

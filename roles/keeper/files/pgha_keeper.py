@@ -21,7 +21,6 @@ witness, pg_version, fence_lock_file, maintenance_file, lib_dir. Passwords come 
 ~postgres/.pgpass, never from the settings file. Logs go to the journal (stderr).
 """
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -118,34 +117,9 @@ def conninfo_value(conninfo, key, default=None):
     return default
 
 
-def tcp_open(host, port, timeout):
-    """libpq waits at least 2 s for a silent host; one beat must not take that long."""
-    try:
-        socket.create_connection((host, int(port)), timeout).close()
-        return True
-    except OSError:
-        return False
-
-
-def witness_answers(witness, timeout):
-    """A TCP connection to HOST:PORT, or an ICMP echo from HOST, within timeout seconds."""
-    if not witness:
-        return True
-    host, unused_colon, port = witness.partition(":")
-    if port:
-        try:
-            socket.create_connection((host, int(port)), timeout).close()
-            return True
-        except OSError:
-            return False
-    wait = str(max(1, int(round(timeout))))
-    return subprocess.run(["ping", "-n", "-q", "-c", "1", "-W", wait, host], stdout=subprocess.DEVNULL,
-                          stderr=subprocess.DEVNULL, check=False).returncode == 0
-
-
 class Keeper:
-    def __init__(self, config, psycopg2, fencing):
-        self.config, self.psycopg2, self.fencing = config, psycopg2, fencing
+    def __init__(self, config, psycopg2, fencing, pg_facts):
+        self.config, self.psycopg2, self.fencing, self.pg_facts = config, psycopg2, fencing, pg_facts
         self.peer = config["node2_conninfo"] if config["node"] == 1 else config["node1_conninfo"]
         self.peer_host = conninfo_value(self.peer, "host")
         self.peer_port = conninfo_value(self.peer, "port", "5432")
@@ -175,7 +149,8 @@ class Keeper:
         """The standby asks: does the primary answer? The primary asks: does the standby
         answer and stream? (pg_stat_replication keeps a silent standby listed as streaming
         until wal_sender_timeout, a minute by default.)"""
-        if not tcp_open(self.peer_host, self.peer_port, min(1.0, self.config["keepalives_time"])):
+        # libpq waits at least 2 s for a silent host; one beat must not take that long.
+        if self.pg_facts.tcp_refused(self.peer_host, self.peer_port, min(1.0, self.config["keepalives_time"])):
             return False
         try:
             if role == "standby":
@@ -205,13 +180,24 @@ class Keeper:
         log("%s: peer %s failed beat %d of %d" % (role, self.peer_host, self.failures, self.config["keepalives_count"]))
         if self.failures < self.config["keepalives_count"]:
             return
-        if not witness_answers(self.config["witness"], self.timeout):
+        if not self.witness_answers():
             log("witness %s does not answer either: this node is the isolated one, no action" % self.config["witness"])
             return
         if role == "standby":
             self.promote()
         else:
             self.ensure_async()
+
+    def witness_answers(self):
+        """A TCP connection to HOST:PORT, or an ICMP echo from HOST, within one beat."""
+        witness = self.config["witness"]
+        if not witness:
+            return True
+        host, unused_colon, port = witness.partition(":")
+        if port:
+            return self.pg_facts.tcp_refused(host, port, self.timeout) is None
+        return subprocess.run(["ping", "-n", "-q", "-c", "1", "-W", str(self.timeout), host], stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL, check=False).returncode == 0
 
     def promote(self):
         log("primary %s is gone: fencing it and promoting this standby" % self.peer_host)
@@ -273,8 +259,8 @@ def main(argv):
         return 0
     sys.path.insert(0, config["lib_dir"])
     import psycopg2
-    from ansible_collections.pgha.cluster.plugins.module_utils import fencing
-    Keeper(config, psycopg2, fencing).run()
+    from ansible_collections.pgha.cluster.plugins.module_utils import fencing, pg_facts
+    Keeper(config, psycopg2, fencing, pg_facts).run()
     return 0
 
 
