@@ -160,9 +160,11 @@ class Bench:
         # Watch the whole window unless every standby follows and reads have been fresh for
         # SETTLED seconds since (a system that never gets there is watched to the end).
         if following is not None:
-            probe.wait_for(lambda: reader.fresh_for(SETTLED), fault_at + self.args.observe - time.time(), 0.2)
+            probe.wait_for(lambda: reader.fresh_for(SETTLED, fault_at + following),
+                           fault_at + self.args.observe - time.time(), 0.2)
         else:
             time.sleep(max(0.0, fault_at + self.args.observe - time.time()))
+        reader.ended_at = time.time()
         writer.stop.set()
         reader.stop.set()
         writer.join(10)
@@ -253,7 +255,7 @@ class Bench:
         if self.args.keeper_cycles:
             self.keeper_series(self.args.keeper_cycles)
         self.results["bench_seconds"] = time.time() - started
-        self.results["settings"] = settings_of(self.args, self.lab)
+        self.results.setdefault("settings", settings_of(self.args, self.lab))
         write_results(self.results)
 
     # -- keeper mode --------------------------------------------------------------------
@@ -314,6 +316,7 @@ class StaleReader(threading.Thread):
     def __init__(self, lab, writer):
         super().__init__(daemon=True)
         self.lab, self.writer, self.stop, self.samples = lab, writer, threading.Event(), []
+        self.ended_at = float("inf")  # when the observation ended (set by the cycle)
 
     def run(self):
         while not self.stop.is_set():
@@ -335,20 +338,19 @@ class StaleReader(threading.Thread):
                 self.samples.append((started, seen < wanted[-1]))
             time.sleep(0.05)
 
-    def fresh_for(self, seconds):
-        """Reads have been fresh for the last `seconds` (with at least one read in that time)."""
+    def fresh_for(self, seconds, after):
+        """Every read of the last `seconds`, all begun after `after`, was fresh (and there were some)."""
         since = time.time() - seconds
         recent = [is_stale for t, is_stale in self.samples if t >= since]
-        started = self.samples and self.samples[0][0] < since
-        return bool(started and recent and not any(recent))
+        return since >= after and bool(recent) and not any(recent)
 
     def stale_until(self, fault_at):
         """Seconds from the fault to the last stale read; "never" when reads were still
         stale during the last SETTLED seconds of the observation."""
-        stale = [t for t, is_stale in self.samples if is_stale and t > fault_at]
+        stale = [t for t, is_stale in self.samples if is_stale and fault_at < t <= self.ended_at]
         if not stale:
             return 0.0
-        if stale[-1] > self.samples[-1][0] - SETTLED:
+        if stale[-1] > self.ended_at - SETTLED:
             return "never"
         return stale[-1] - fault_at
 

@@ -44,3 +44,14 @@ def test_runs_without_data_copy_times_compare_whole_playbooks():
     assert measured.endswith("%") and not met
     rows = [line for line in report.other_tables(RUN) if line.startswith("| 1024 MB |")]
     assert rows and rows[0].count("| - |") == 2
+
+
+def test_run_with_keeper_series_and_data_copy_times():
+    run = json.loads((FIXTURES / "bench" / "run-2026-11-25.json").read_text())
+    goals = dict((goal, (measured, met)) for goal, measured, met in report.goals(run))
+    assert goals["keeper mode: fault → write ≤ keepalive budget + 1 s (max)"] == ("2.99 s", True)
+    assert goals["switchover write pause ≤ 2 s (max)"] == ("1.35 s", True)
+    measured, met = goals["pg_rewind ≤ 10 % of pg_basebackup at 1 GB (data copy)"]
+    assert measured == "121.40 %" and not met
+    keeper_rows = [line for line in report.other_tables(run) if line.startswith("| kill -9 of the primary |")]
+    assert keeper_rows == ["| kill -9 of the primary | 5 | 3 | 2.47 / 2.88 / 2.99 | 0 |"]
