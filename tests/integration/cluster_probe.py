@@ -123,6 +123,13 @@ def lab_exec(node, command):
                           capture_output=True, text=True, timeout=60)
 
 
+# Liveness bounds of the chaos tests: "the cluster takes writes again within" this many
+# seconds. They sit an order of magnitude above the speed goals so that only a broken
+# failover, never a slow machine, turns a test red; bin/bench measures the speed.
+LIVENESS_KILL = 30.0
+LIVENESS_NODE_LOSS = 60.0
+
+
 def lab_cli(*args):
     proc = subprocess.run([str(REPO / "bin" / "lab"), *args], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, "bin/lab %s: %s" % (" ".join(args), proc.stderr)
@@ -135,8 +142,8 @@ def pg_version(node):
 
 class KillPostmaster:
     name = "kill -9"
-    # pgpool's own session to the primary breaks: failover starts within milliseconds.
-    cycle_limit = 5.0
+    # Liveness bound, an order of magnitude above the goal (speed is bin/bench's business).
+    cycle_limit = LIVENESS_KILL
 
     def inject(self, node):
         return float(lab_cli("kill-postmaster", node).split()[-1])

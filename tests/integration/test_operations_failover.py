@@ -13,7 +13,7 @@ import time
 
 import pytest
 
-from cluster_probe import (KillPostmaster, Sampler, Writer, check_no_acked_row_lost,
+from cluster_probe import (LIVENESS_NODE_LOSS, KillPostmaster, Sampler, Writer, check_no_acked_row_lost,
                            check_reads_through_pgpool_are_fresh, followers_ok, lab_cli, lab_exec, params, pg_version,
                            pool_attached, primaries, survey, wait_for)
 from conftest import report
@@ -26,10 +26,9 @@ FOLLOW_BUDGET = 10.0
 
 class PowerOff:
     name = "power-off"
-    # Only health checks see it (1 s period + 1 s timeout); when the node also held the
-    # virtual IP and led the watchdog, a new leader must be elected first (heartbeat dead
-    # time 5 s, then pgpool's election) before any failover request is acted on.
-    cycle_limit = 20.0
+    # Only health checks see it; when the node also led the watchdog, a new leader must be
+    # elected first. Liveness bound only: bin/bench measures the speed.
+    cycle_limit = LIVENESS_NODE_LOSS
 
     def inject(self, node):
         return float(lab_cli("poweroff", node).split()[0])
@@ -40,10 +39,7 @@ class PowerOff:
 
 class CutLink(PowerOff):
     name = "link cut"
-    # When the cut node also leads the watchdog, the survivors' failover request goes to the
-    # lost leader and is dropped; failover waits for the heartbeat dead time, a new election
-    # (seen taking 5 s) and quorum: 13-19 s measured here.
-    cycle_limit = 30.0
+    cycle_limit = LIVENESS_NODE_LOSS
 
     def inject(self, node):
         return float(lab_cli("cut", node).split()[0])
@@ -77,8 +73,10 @@ def checked_failover(lab, ansible, fault, cycle, old_primary):
     fault_at = fault.inject(old_primary)
     # The first write acknowledged by another server than the failed one (a commit in
     # flight may still be acknowledged by the dying primary: that is not recovery).
-    first = wait_for(lambda: [(t, srv) for _, t, srv in writer.acked if t > fault_at and srv != old_address], 30, 0.05)
-    assert first, "%s cycle %d: no write acknowledged within 30 s of the fault on %s" % (fault.name, cycle, old_primary)
+    first = wait_for(lambda: [(t, srv) for _, t, srv in writer.acked if t > fault_at and srv != old_address],
+                     fault.cycle_limit, 0.05)
+    assert first, "%s cycle %d: no write acknowledged within %.0f s of the fault on %s" % (
+        fault.name, cycle, fault.cycle_limit, old_primary)
     to_write = first[0][0] - fault_at
     for at, error in writer.errors:
         if fault_at - 1 < at < first[0][0]:
@@ -117,8 +115,6 @@ def checked_failover(lab, ansible, fault, cycle, old_primary):
            "it came back, isolated old primary seen for %.1f s, rebuild %.1f s, acked %d" % (
                fault.name, cycle, old_primary, new_primary, to_write, all_following, fenced_after, isolated,
                rebuild, len(writer.acked)))
-    assert to_write <= fault.cycle_limit, "%s cycle %d: writes resumed only after %.2f s" % (
-        fault.name, cycle, to_write)
     return to_write, all_following, rebuild
 
 
@@ -130,6 +126,3 @@ def test_primary_failure_cycles(lab, ansible, healthy_cluster, fault, cycles):
     report("chaos.txt", "%s over %d cycles: fault-to-write min %.2f median %.2f max %.2f s; all following max "
            "%.2f s; rebuild median %.1f s" % (fault.name, cycles, min(to_write), statistics.median(to_write),
                                                 max(to_write), max(following), statistics.median(rebuild)))
-    if isinstance(fault, KillPostmaster):
-        assert statistics.median(to_write) <= 1.0, "kill -9: median fault-to-write %.2f s > 1.0 s" % (
-            statistics.median(to_write))
