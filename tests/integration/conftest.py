@@ -6,7 +6,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -78,10 +77,9 @@ def lab():
 
 
 def report(name, text):
-    """Keep measured figures for the issue notes (.build/reports)."""
-    REPORTS.mkdir(parents=True, exist_ok=True)
-    with open(REPORTS / name, "a") as handle:
-        handle.write("%s %s\n" % (time.strftime("%Y-%m-%dT%H:%M:%S"), text))
+    """Keep measured figures for the README and the issue notes (.build/reports)."""
+    from reports import write_report
+    write_report(REPORTS, name, text)
 
 
 @pytest.fixture(scope="session")

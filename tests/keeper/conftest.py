@@ -43,7 +43,5 @@ def playbook(lab, *args):
 
 
 def report(text):
-    import time
-    REPORTS.mkdir(parents=True, exist_ok=True)
-    with open(REPORTS / "keeper.txt", "a") as handle:
-        handle.write("%s %s\n" % (time.strftime("%Y-%m-%dT%H:%M:%S"), text))
+    from reports import write_report
+    write_report(REPORTS, "keeper.txt", text)
