@@ -1,0 +1,125 @@
+# -*- coding: utf-8 -*-
+# Copyright: pgha contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The automatic failover as a sequence of requests: survey, fence, revoke, wait, promote.
+
+`failover_steps` is a generator: it yields a request tuple and receives its result, and
+holds every decision (plan, quorum rule, promotion gate) without doing any I/O. The pgpool
+hook runs it against the real servers with `drive`; the simulator under tests/simulation
+runs the very same generator against simulated nodes and a simulated clock.
+
+Requests and what they return:
+  ("now",)                      -> the executor's monotonic clock, seconds
+  ("survey",)                   -> {node: facts} (reachable, in_recovery, timeline,
+                                   received_lsn_bytes, upstream, upstream_age, ...)
+  ("fence", [nodes])            -> {name: {"kind": "primary" | "standby", "timeline"}} of
+                                   the nodes proven unable to take writes (a primary: lock
+                                   written, postmaster gone; a standby: told to follow
+                                   nobody, like "revoke"); timeline from pg_controldata
+  ("revoke", [nodes])           -> names whose WAL receiver is verifiably gone
+  ("sleep", seconds)            -> None
+  ("promote", node)             -> True when it is a primary now
+  ("repoint", [nodes], primary) -> None (best effort: follow_primary retries)
+  ("log", message)              -> None
+"""
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+from ansible_collections.pgha.cluster.plugins.module_utils import safety, topology
+
+
+def failover_steps(failed, total, lease, max_seconds, sync_required=0, sync_names=(), force=False):
+    """The failover of `failed`; returns {"result": "promoted" | "none" | "refused", ...}."""
+    started = yield ("now",)
+    facts = yield ("survey",)
+    try:
+        plan = topology.plan_failover(facts, failed_node=failed)
+    except topology.Refusal as exc:
+        return _refused("plan", str(exc))
+    if plan["action"] == "none":
+        return {"result": "none", "reason": plan["reason"]}
+    yield ("log", "plan: promote %s, fence %s, follow %s" % (
+        plan["candidate"], ", ".join(plan["fence"]) or "nobody", ", ".join(plan["follow"]) or "nobody"))
+    fenced = dict((yield ("fence", plan["fence"])) or {})
+    # The fence may have stopped a node that had come back: decide again on fresh facts.
+    facts = yield ("survey",)
+    try:
+        plan = topology.plan_failover(facts, failed_node=failed)
+    except topology.Refusal as exc:
+        return (yield from _undo(_standbys(fenced), failed, _refused("plan", str(exc))))
+    if plan["action"] == "none":
+        return (yield from _undo(_standbys(fenced), failed, {"result": "none", "reason": plan["reason"]}))
+    failed_timeline = _timeline(facts, fenced, failed)
+    # A node fenced as a primary on an older timeline than the failed one never streamed from it.
+    may_have_acked = [n for n in sync_names if not (
+        failed_timeline and fenced.get(n, {}).get("kind") == "primary"
+        and (fenced[n].get("timeline") or 0) < failed_timeline)]
+    refusal = safety.sync_quorum_refusal(facts, plan, sync_required, may_have_acked, failed_timeline)
+    if refusal and not force:
+        return _refused("quorum", refusal)
+    revoked = {}
+    while True:
+        now = yield ("now",)
+        gate = safety.promotion_gate(facts, plan, fenced, revoked, now, total, lease)
+        if gate["action"] == "promote":
+            break
+        if gate["action"] == "wait" and now + gate["seconds"] - started > max_seconds:
+            gate = dict(gate, action="refuse", reason="%s; gave up after %.0f s" % (gate["reason"], max_seconds))
+        if gate["action"] == "refuse":
+            return (yield from _undo(set(revoked) | _standbys(fenced), failed, _refused("gate", gate["reason"])))
+        yield ("log", gate["reason"])
+        if gate["action"] == "revoke":
+            done = (yield ("revoke", gate["nodes"])) or ()
+            if set(gate["nodes"]) - set(done):
+                return (yield from _undo(revoked, failed, _refused("gate", "could not stop %s from following %s" % (
+                    ", ".join(sorted(set(gate["nodes"]) - set(done))), failed))))
+            at = yield ("now",)
+            revoked.update((n, at) for n in done)
+        else:
+            yield ("sleep", gate["seconds"])
+        facts = yield ("survey",)
+        try:
+            plan = topology.plan_failover(facts, failed_node=failed)
+        except topology.Refusal as exc:
+            return (yield from _undo(revoked, failed, _refused("plan", str(exc))))
+        if plan["action"] == "none":
+            return (yield from _undo(revoked, failed, {"result": "none", "reason": plan["reason"]}))
+    yield ("log", gate["reason"])
+    if not (yield ("promote", plan["candidate"])):
+        return (yield from _undo(revoked, failed, _refused("promote", "%s could not be promoted" % plan["candidate"])))
+    yield ("repoint", sorted(set(plan["follow"]) | _standbys(fenced)), plan["candidate"])
+    return {"result": "promoted", "candidate": plan["candidate"], "fenced": sorted(fenced),
+            "revoked": sorted(revoked), "reason": gate["reason"]}
+
+
+def _standbys(fenced):
+    return set(n for n, result in fenced.items() if result.get("kind") == "standby")
+
+
+def _timeline(facts, fenced, node):
+    """The node's timeline from the survey or, for a node that does not answer, its fence report."""
+    if facts.get(node, {}).get("reachable"):
+        return facts[node].get("timeline")
+    return fenced.get(node, {}).get("timeline")
+
+
+def _refused(stage, reason):
+    return {"result": "refused", "stage": stage, "reason": reason}
+
+
+def _undo(revoked, primary, result):
+    """A refused failover gives the standbys it revoked back to the primary they followed."""
+    if revoked:
+        yield ("repoint", sorted(revoked), primary)
+    return result
+
+
+def drive(steps, executor):
+    """Run a request generator against an executor: executor(request) -> result."""
+    try:
+        request = next(steps)
+        while True:
+            request = steps.send(executor(request))
+    except StopIteration as stop:
+        return stop.value

@@ -1,0 +1,210 @@
+# -*- coding: utf-8 -*-
+# Copyright: pgha contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The safety core: when a standby may be promoted, when a primary must fence itself,
+when a node may start as a primary, and what synchronous replication may promise.
+
+Pure functions, no I/O. The pgpool hook, the node guard (pgha-guard), the start guard and
+the simulator under tests/simulation call them with facts they read.
+
+The lease. A standby *confirms* a primary while it is configured to follow it and its
+replies (pg_stat_replication.reply_time, sent every wal_receiver_status_interval) keep
+arriving. A primary stays writable only while a majority of the PostgreSQL nodes (itself
+included) confirmed it within `lease_seconds`; otherwise its guard stops it and writes the
+fence lock. A standby is *revoked* when its primary_conninfo is emptied and its WAL receiver
+is gone: it can never confirm the old primary again. So when the failover side has revoked
+enough standbys that no node it cannot reach could gather a majority, any such node has
+stopped itself `revocation_wait()` seconds later, and promotion is safe although that node
+never answered.
+"""
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+DEFAULT_LEASE = {
+    "lease_seconds": 3.0,        # a primary not confirmed by a majority for this long stops itself
+    "guard_interval": 0.5,       # how often the guard checks (its decision may be this late)
+    "stop_seconds": 1.0,         # an immediate stop takes at most this long
+    "clock_margin": 0.1,         # clocks may run this much slower or faster (10 %)
+    "receiver_timeout": 4.0,     # wal_receiver_timeout: a standby that heard its primary this recently vetoes
+}
+
+
+def majority(total):
+    return total // 2 + 1
+
+
+def lease_enforced(total):
+    """A majority of two is both nodes: a lease would stop the primary whenever its only
+    standby stops. Clusters of fewer than three nodes promote only after a verified fence."""
+    return total >= 3
+
+
+def revocation_wait(lease):
+    """Seconds after the last revocation until an unreachable primary has certainly stopped."""
+    return round(lease["lease_seconds"] * (1 + lease["clock_margin"]) + lease["guard_interval"]
+                 + lease["stop_seconds"], 3)
+
+
+# --- the primary's guard ---------------------------------------------------------------
+
+def guard_step(state, role, replies, now, total, lease, paused=False):
+    """One beat of the guard on a node; returns (new state, action, reason).
+
+    state: {"replies": {standby: last reply_time seen}, "confirmed": {standby: now when it
+    changed}, "majority_at": now when a majority last confirmed, or None}; role: "primary",
+    "standby" or None (PostgreSQL down); replies: {standby: reply_time} of the standbys
+    streaming from this node and configured to follow it. now: a monotonic clock.
+    action: "keep" or "fence" (stop PostgreSQL immediately and write the fence lock).
+    """
+    if role != "primary":
+        return {"replies": {}, "confirmed": {}, "majority_at": None}, "keep", "not a primary"
+    confirmed = dict((n, t) for n, t in state.get("confirmed", {}).items() if n in replies)
+    for name, reply in replies.items():
+        if reply is not None and reply != state.get("replies", {}).get(name):
+            confirmed[name] = now
+    fresh = sorted(n for n, t in confirmed.items() if now - t <= lease["lease_seconds"])
+    # A majority stood behind this primary as of the oldest of its newest (majority - 1) confirmations.
+    newest = sorted(confirmed.values(), reverse=True)[:majority(total) - 1]
+    majority_at = state.get("majority_at")
+    if majority_at is None or paused:
+        majority_at = now
+    elif len(newest) == majority(total) - 1:
+        majority_at = max(majority_at, newest[-1] if newest else now)
+    new_state = {"replies": dict(replies), "confirmed": confirmed, "majority_at": majority_at}
+    if not lease_enforced(total) or paused:
+        return new_state, "keep", "lease not enforced" if not paused else "paused by maintenance"
+    if now - majority_at > lease["lease_seconds"]:
+        return new_state, "fence", ("not confirmed by a majority of %d nodes for %.1f s (confirmed by: %s)"
+                                    % (total, now - majority_at, ", ".join(fresh) or "nobody"))
+    return new_state, "keep", "confirmed by %s" % (", ".join(fresh) or "itself (grace)")
+
+
+# --- the start guard -------------------------------------------------------------------
+
+def start_decision(local, peers, total):
+    """May this node start PostgreSQL? Returns {"start", "write_lock", "retry", "reason"}.
+
+    local: {"standby_signal", "fence_lock", "crashed" (pg_control says in production: it was
+    a primary that did not stop cleanly), "timeline", "name"}; peers: {name: {"reachable",
+    "in_recovery", "timeline", "follows"}} where follows names the node a standby is
+    configured to stream from.
+    """
+    if local.get("standby_signal"):
+        return _start(True, "starts as a standby")
+    if local.get("fence_lock"):
+        return _start(False, "fenced (%s): rebuild it as a standby" % local["fence_lock"])
+    answering = dict((n, p) for n, p in peers.items() if p.get("reachable"))
+    other_primaries = sorted(n for n, p in answering.items() if p.get("in_recovery") is False)
+    if other_primaries:
+        return _start(False, "%s already runs as primary: rebuild this node" % ", ".join(other_primaries), lock=True)
+    newer = sorted(n for n, p in answering.items() if (p.get("timeline") or 0) > (local.get("timeline") or 0))
+    if newer:
+        return _start(False, "%s is on a newer timeline than this node (%s): a failover happened, rebuild "
+                      "this node" % (", ".join(newer), local.get("timeline")), lock=True)
+    if not lease_enforced(total):
+        return _start(True, "no other primary answers")
+    confirming = sorted(n for n, p in answering.items() if p.get("follows") == local.get("name"))
+    if 1 + len(confirming) >= majority(total):
+        return _start(True, "confirmed by %s" % ", ".join(confirming or ["itself"]))
+    return {"start": False, "write_lock": False, "retry": True,
+            "reason": "only %d of %d nodes confirm this primary (standbys following it: %s); a majority "
+                      "is needed" % (1 + len(confirming), total, ", ".join(confirming) or "none")}
+
+
+def _start(allowed, reason, lock=False):
+    return {"start": allowed, "write_lock": lock, "retry": False, "reason": reason}
+
+
+# --- the promotion gate ------------------------------------------------------------------
+
+def possible_confirmers(node, nodes, revoked, fenced):
+    """Nodes that might still confirm `node` as primary: not revoked, not fenced."""
+    return sorted(n for n in nodes if n != node and n not in revoked and n not in fenced)
+
+
+def promotion_gate(nodes, plan, fenced, revoked, now, total, lease):
+    """Whether the failover may promote plan["candidate"] now.
+
+    nodes: facts from the failover side's survey (reachable, in_recovery, upstream: the node
+    a standby's WAL receiver streams from, upstream_age: seconds since its last message);
+    plan: topology.plan_failover's result; fenced: nodes proven unable to take writes (fence
+    verified: lock written and postmaster gone; or STONITH confirmed); revoked: {name: time
+    its revocation was verified}; now: the failover side's monotonic clock.
+
+    Returns {"action": "promote" | "revoke" | "wait" | "refuse", "nodes", "seconds", "reason"}.
+    """
+    unproven = sorted(n for n in plan["fence"] if n not in fenced)
+    if not unproven:
+        return _gate("promote", reason="every node that may be a primary is fenced: %s"
+                     % (", ".join(plan["fence"]) or "none"))
+    if lease is None or not lease_enforced(total):
+        return _gate("refuse", reason="%s could not be fenced and no fence_command confirmed it; a cluster of "
+                     "%d nodes cannot rely on the lease" % (", ".join(unproven), total))
+    hearing = sorted(n for n, f in nodes.items() if f.get("reachable") and f.get("in_recovery")
+                     and f.get("upstream") in unproven and n not in revoked
+                     and (f.get("upstream_age") is None or f["upstream_age"] < lease["receiver_timeout"]))
+    if hearing:
+        return _gate("wait", seconds=lease["guard_interval"],
+                     reason="%s still hear(s) %s: it is alive for them" % (", ".join(hearing), ", ".join(unproven)))
+    revocable = sorted(n for n, f in nodes.items() if f.get("reachable") and f.get("in_recovery"))
+    would_revoke = set(revoked) | set(revocable)
+    blocked = [n for n in unproven if len(possible_confirmers(n, nodes, would_revoke, fenced)) >= majority(total) - 1]
+    if blocked:
+        return _gate("refuse", reason="%s cannot be fenced and %s might still confirm it as primary: a majority of "
+                     "%d nodes is not on this side" % (", ".join(blocked), ", ".join(
+                         possible_confirmers(blocked[0], nodes, would_revoke, fenced)), total))
+    missing = sorted(set(revocable) - set(revoked))
+    if missing:
+        return _gate("revoke", nodes=missing, reason="stop %s from following %s" % (
+            ", ".join(missing), ", ".join(unproven)))
+    waited = round(now - max(revoked.values()), 3)
+    if waited < revocation_wait(lease):
+        return _gate("wait", seconds=max(0.001, revocation_wait(lease) - waited),
+                     reason="lease of %s runs out %.1f s after the last revocation" % (
+                         ", ".join(unproven), revocation_wait(lease)))
+    return _gate("promote", reason="%s stopped itself: not confirmed by a majority for %.1f s" % (
+        ", ".join(unproven), waited))
+
+
+def _gate(action, nodes=(), seconds=0.0, reason=""):
+    return {"action": action, "nodes": list(nodes), "seconds": round(seconds, 3), "reason": reason}
+
+
+# --- synchronous replication ---------------------------------------------------------------
+
+def sync_quorum_refusal(nodes, plan, sync_required, sync_names, failed_timeline=None):
+    """Why promoting plan["candidate"] could lose an acknowledged commit, or None.
+
+    With `ANY k (s1..sn)` every commit reached k of the n listed standbys, so any n-k+1 of
+    them include one that has it: the candidate (the most advanced reachable one) has every
+    acknowledged commit only when at least n-k+1 listed standbys are reachable. A candidate
+    on an older timeline than the failed primary never streamed from it: it lacks what the
+    failed primary had when it was promoted.
+    """
+    if not sync_required or not sync_names:
+        return None
+    candidate_timeline = nodes[plan["candidate"]].get("timeline") or 0
+    if failed_timeline and candidate_timeline < failed_timeline:
+        return ("%s is on timeline %d, older than the failed primary's %d: it never streamed from it and may lack "
+                "acknowledged commits (force=true to accept)" % (plan["candidate"], candidate_timeline, failed_timeline))
+    listed = [n for n in sync_names if n in nodes]
+    seen = [n for n in listed if nodes[n].get("reachable") and nodes[n].get("in_recovery")]
+    needed = len(listed) - sync_required + 1
+    if len(seen) >= needed:
+        return None
+    return ("synchronous quorum ANY %d of %s: only %s reachable, %d needed to be sure the candidate has every "
+            "acknowledged commit; promoting %s may lose commits (force=true to accept)" % (
+                sync_required, ", ".join(listed), ", ".join(seen) or "none", needed, plan["candidate"]))
+
+
+def sync_policy(strict, streaming_standbys, configured):
+    """synchronous_standby_names the primary should run with.
+
+    strict: writes wait while no listed standby streams (the promise: no acknowledged commit
+    is ever on one node only). Not strict: with none streaming, replication turns
+    asynchronous so writes go on, and comes back once one streams again.
+    """
+    if strict or not configured:
+        return configured
+    return configured if streaming_standbys else ""

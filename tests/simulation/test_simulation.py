@@ -1,0 +1,113 @@
+"""The decision core under simulated faults: thousands of seeded schedules, named shapes,
+regression seeds, and proof that the simulator finds the split brains of the old code."""
+import os
+
+import pytest
+
+import legacy
+import runner
+import sim
+
+SCHEDULES = int(os.environ.get("PGHA_SIM_SCHEDULES", "10000"))
+# Seeds that once broke an invariant (found by the simulator while the core was built);
+# they must keep passing. seed: what it found.
+REGRESSIONS = {
+    1: "liveness judged while only one server could run (fenced primaries, lagging standby)",
+    3: "old code: promotion with the acknowledging standby gone lost sync commits",
+}
+
+
+def test_random_schedules_keep_every_invariant():
+    count, failures, seconds = runner.run_many(SCHEDULES, workers=2)
+    detail = ""
+    if failures:
+        seed = failures[0][0]
+        detail = runner.report(seed, runner.shrink(seed, sim.run_schedule(seed)))
+    assert not failures, "%d of %d schedules broke an invariant; first, shrunk:\n%s" % (
+        len(failures), count, detail)
+    print("%d schedules in %.1f s (%.0f/s)" % (count, seconds, count / seconds))
+
+
+@pytest.mark.parametrize("seed", sorted(REGRESSIONS))
+def test_regression_seeds(seed):
+    assert runner.outcome(seed) is None
+
+
+def primary_of(world):
+    found = [n for n in world.names if world.nodes[n].running and world.nodes[n].primary]
+    assert len(found) <= 1
+    return found[0] if found else None
+
+
+@pytest.mark.parametrize("sync", [True, False])
+def test_primary_cut_from_its_peers_fences_itself_before_the_promotion(sync):
+    """The partition of issue 16: the client still reaches the old primary."""
+    world = sim.run(11, events=[(1.0, ("isolate_from_peers", "n1")), (40.0, ("heal",))], sync=sync, strict=False)
+    promoted = [line for line in world.timeline if "promoted" in line]
+    fenced = [line for line in world.timeline if "n1 guard fenced itself" in line]
+    assert fenced and promoted, "\n".join(world.timeline)
+    assert float(fenced[0].split()[0]) < float(promoted[0].split()[0])
+    assert primary_of(world) in ("n2", "n3")
+
+
+def test_only_the_leaders_view_of_the_primary_cut_changes_nothing():
+    world = sim.run(12, events=[(1.0, ("cut", "n2", "n1")), (20.0, ("heal",))], sync=True, strict=False)
+    assert primary_of(world) == "n1", "\n".join(world.timeline)
+    assert not [line for line in world.timeline if "promoted" in line]
+
+
+def test_returning_primary_stays_down():
+    """Power-off, failover, power-on: the old primary never runs as a primary again."""
+    world = sim.run(13, events=[(1.0, ("poweroff", "n1")), (20.0, ("poweron", "n1"))], sync=True, strict=False)
+    starts = [line for line in world.timeline if line.split()[1:3] == ["n1", "start"]]
+    assert starts and "refused" in starts[0], "\n".join(world.timeline)
+    assert primary_of(world) in ("n2", "n3")
+
+
+def test_primary_and_its_last_acknowledging_standby_gone_is_refused():
+    world = sim.run(14, events=[(1.0, ("crash", "n3")), (3.0, ("crash", "n1")), (15.0, ("poweroff", "n2"))],
+                    sync=True, strict=True)
+    assert [line for line in world.timeline if "'stage': 'quorum'" in line], "\n".join(world.timeline)
+
+
+def old_code_violations(shape):
+    found = {}
+    for seed in range(400):
+        message = runner.outcome(seed, policy=legacy)
+        if message and shape in message:
+            found[seed] = message
+        if len(found) >= 1:
+            break
+    return found
+
+
+@pytest.mark.parametrize("shape", ["two running primaries", "acknowledged commits missing"])
+def test_the_simulator_finds_the_old_codes_bugs(shape):
+    found = old_code_violations(shape)
+    assert found, "the simulator no longer finds %r in the old decisions" % shape
+    seed = sorted(found)[0]
+    short = runner.shrink(seed, sim.run_schedule(seed), policy=legacy)
+    assert shape in (runner.outcome(seed, short, policy=legacy) or "")
+    print(runner.report(seed, short, policy=legacy))
+
+
+def test_old_code_split_brain_shapes():
+    """Both named shapes of issue 16 appear among the old code's shrunk failures: a partition
+    during the fence and a returning primary."""
+    shapes = set()
+    for seed in range(400):
+        message = runner.outcome(seed, policy=legacy)
+        if not message or "two running primaries" not in message:
+            continue
+        short = runner.shrink(seed, sim.run_schedule(seed), policy=legacy)
+        try:
+            sim.run(seed, events=short, policy=legacy)
+        except sim.Violation as exc:
+            last = exc.world.timeline[-1]
+        if " started " in last:
+            shapes.add("returning primary")
+        elif any(e[0].startswith("isolate") or e[0] == "cut" for _, e in short):
+            shapes.add("partition")
+        if len(shapes) == 2:
+            break
+    assert shapes == {"returning primary", "partition"}, shapes

@@ -1,0 +1,73 @@
+"""The failover request sequence against a scripted executor (no servers: the flow only
+decides; the simulator and the lab tests run it against nodes)."""
+from ansible_collections.pgha.cluster.plugins.module_utils import failover_flow, safety
+
+
+def standby(lsn, upstream=None):
+    return {"reachable": True, "in_recovery": True, "timeline": 1, "received_lsn_bytes": lsn,
+            "system_identifier": "1", "upstream": upstream, "upstream_age": None, "replication": []}
+
+
+DOWN = {"reachable": False, "in_recovery": None}
+
+
+class Executor:
+    def __init__(self, facts, fence=None, revoke=True):
+        self.facts, self.fence, self.revoke, self.clock, self.requests = facts, fence or {}, revoke, 0.0, []
+
+    def __call__(self, request):
+        self.requests.append(request[0])
+        kind = request[0]
+        if kind == "now":
+            return self.clock
+        if kind == "sleep":
+            self.clock += request[1]
+        if kind == "survey":
+            return self.facts
+        if kind == "fence":
+            return dict((n, self.fence[n]) for n in request[1] if n in self.fence)
+        if kind == "revoke":
+            return request[1] if self.revoke else []
+        if kind == "promote":
+            return True
+        return None
+
+
+def run(executor, **options):
+    steps = failover_flow.failover_steps("a", 3, dict(safety.DEFAULT_LEASE), 30.0, **options)
+    return failover_flow.drive(steps, executor)
+
+
+def test_fast_path_fences_then_promotes_the_most_advanced():
+    executor = Executor({"a": DOWN, "b": standby(10), "c": standby(20)}, fence={"a": {"kind": "primary",
+                                                                                     "timeline": 1}})
+    result = run(executor)
+    assert result["result"] == "promoted" and result["candidate"] == "c"
+    assert "sleep" not in executor.requests and "revoke" not in executor.requests
+
+
+def test_unreachable_primary_waits_out_the_lease():
+    executor = Executor({"a": DOWN, "b": standby(10), "c": standby(20)})
+    result = run(executor)
+    assert result["result"] == "promoted" and result["revoked"] == ["b", "c"]
+    assert executor.clock >= safety.revocation_wait(safety.DEFAULT_LEASE)
+
+
+def test_a_standby_that_still_hears_the_primary_ends_in_a_refusal_and_changes_nothing():
+    executor = Executor({"a": DOWN, "b": dict(standby(10, "a"), upstream_age=0.1), "c": standby(20)})
+    result = run(executor)
+    assert result["result"] == "refused" and "gave up" in result["reason"]
+    assert "promote" not in executor.requests and "revoke" not in executor.requests
+
+
+def test_a_failed_revocation_gives_the_standbys_back():
+    executor = Executor({"a": DOWN, "b": standby(10), "c": standby(20)}, revoke=False)
+    result = run(executor)
+    assert result["result"] == "refused" and "promote" not in executor.requests
+
+
+def test_quorum_refusal_in_sync_mode():
+    executor = Executor({"a": DOWN, "b": standby(10), "c": DOWN}, fence={"a": {"kind": "primary", "timeline": 1}})
+    result = run(executor, sync_required=1, sync_names=("b", "c"))
+    assert result["result"] == "refused" and result["stage"] == "quorum"
+    assert "promote" not in executor.requests

@@ -1,0 +1,136 @@
+"""Table tests of the safety core: the guard's lease, the start guard, the promotion gate,
+the synchronous quorum rule and the sync policy; every refusal included."""
+import pytest
+
+from ansible_collections.pgha.cluster.plugins.module_utils import safety
+
+LEASE = dict(safety.DEFAULT_LEASE)
+
+
+def test_majority_and_lease_enforcement():
+    assert [safety.majority(n) for n in (1, 2, 3, 4, 5)] == [1, 2, 2, 3, 3]
+    assert not safety.lease_enforced(2) and safety.lease_enforced(3)
+    assert safety.revocation_wait(LEASE) == pytest.approx(3.0 * 1.1 + 0.5 + 1.0)
+
+
+def beats(replies_per_beat, total=3, start=0.0, step=0.5, paused=False):
+    state, results = {}, []
+    for i, replies in enumerate(replies_per_beat):
+        state, action, reason = safety.guard_step(state, "primary", replies, start + i * step, total, LEASE, paused)
+        results.append(action)
+    return results, reason
+
+
+def test_guard_keeps_a_primary_whose_standby_keeps_replying():
+    actions, reason = beats([{"b": i} for i in range(20)])
+    assert set(actions) == {"keep"} and "confirmed by b" in reason
+
+
+def test_guard_fences_a_primary_not_confirmed_for_the_lease():
+    actions, reason = beats([{"b": 1}] * 12)      # the reply time stops changing: a partition
+    assert actions[:7] == ["keep"] * 7 and actions[7:] == ["fence"] * 5   # beats at 0 .. 3.0 s, then 3.5 s
+    assert "not confirmed by a majority" in reason
+
+
+def test_guard_counts_only_a_majority():
+    actions, _ = beats([{"b": i, "c": 1} for i in range(20)], total=5)   # 2 of 5
+    assert actions[-1] == "fence"
+    actions, _ = beats([{"b": i, "c": i} for i in range(20)], total=5)   # 3 of 5
+    assert set(actions) == {"keep"}
+
+
+@pytest.mark.parametrize("total, paused", [(2, False), (3, True)])
+def test_guard_never_fences_without_lease_or_while_paused(total, paused):
+    actions, _ = beats([{}] * 20, total=total, paused=paused)
+    assert set(actions) == {"keep"}
+
+
+def test_guard_on_a_standby_resets():
+    state, action, _ = safety.guard_step({"majority_at": 0.0}, "standby", {}, 100.0, 3, LEASE)
+    assert action == "keep" and state["majority_at"] is None
+
+
+LOCAL = {"name": "a", "standby_signal": False, "fence_lock": None, "timeline": 3}
+
+
+@pytest.mark.parametrize("local, peers, total, start, lock, retry, words", [
+    (dict(LOCAL, standby_signal=True), {}, 3, True, False, False, "standby"),
+    (dict(LOCAL, fence_lock="fenced at x"), {}, 3, False, False, False, "fenced"),
+    (LOCAL, {"b": {"reachable": True, "in_recovery": False, "timeline": 4}}, 3, False, True, False,
+     "already runs as primary"),
+    (LOCAL, {"b": {"reachable": True, "in_recovery": True, "timeline": 4}}, 3, False, True, False, "newer timeline"),
+    (LOCAL, {"b": {"reachable": False}, "c": {"reachable": False}}, 3, False, False, True, "a majority is needed"),
+    (LOCAL, {"b": {"reachable": True, "in_recovery": True, "timeline": 3, "follows": "c"}}, 3, False, False, True,
+     "a majority is needed"),
+    (LOCAL, {"b": {"reachable": True, "in_recovery": True, "timeline": 3, "follows": "a"}}, 3, True, False, False,
+     "confirmed by b"),
+    (LOCAL, {"b": {"reachable": False}}, 2, True, False, False, "no other primary"),
+])
+def test_start_decision(local, peers, total, start, lock, retry, words):
+    decision = safety.start_decision(local, peers, total)
+    assert (decision["start"], decision["write_lock"], decision["retry"]) == (start, lock, retry)
+    assert words in decision["reason"]
+
+
+def standby(upstream=None, age=None, reachable=True):
+    return {"reachable": reachable, "in_recovery": True, "upstream": upstream, "upstream_age": age}
+
+
+DOWN = {"reachable": False, "in_recovery": None}
+PLAN = {"action": "promote", "candidate": "b", "fence": ["a"], "follow": ["c"]}
+
+
+def gate(nodes, fenced=(), revoked=None, now=100.0, total=3, lease=LEASE, plan=PLAN):
+    return safety.promotion_gate(nodes, plan, set(fenced), revoked or {}, now, total, lease)
+
+
+def test_gate_promotes_at_once_when_every_possible_primary_is_fenced():
+    assert gate({"a": DOWN, "b": standby(), "c": standby()}, fenced=["a"])["action"] == "promote"
+
+
+def test_gate_refuses_without_lease_in_a_two_node_cluster():
+    result = gate({"a": DOWN, "b": standby()}, total=2)
+    assert result["action"] == "refuse" and "cannot rely on the lease" in result["reason"]
+
+
+def test_gate_waits_while_a_standby_still_hears_the_old_primary():
+    result = gate({"a": DOWN, "b": standby("a", 0.5), "c": standby()})
+    assert result["action"] == "wait" and "still hear" in result["reason"]
+
+
+def test_gate_refuses_when_a_node_it_cannot_reach_might_confirm_the_old_primary():
+    result = gate({"a": DOWN, "b": standby(), "c": DOWN})
+    assert result["action"] == "refuse" and "might still confirm" in result["reason"]
+
+
+def test_gate_revokes_then_waits_out_the_lease_then_promotes():
+    nodes = {"a": DOWN, "b": standby(), "c": standby()}
+    assert gate(nodes) == {"action": "revoke", "nodes": ["b", "c"], "seconds": 0.0,
+                           "reason": "stop b, c from following a"}
+    waiting = gate(nodes, revoked={"b": 100.0, "c": 100.2}, now=101.0)
+    assert waiting["action"] == "wait" and waiting["seconds"] == pytest.approx(safety.revocation_wait(LEASE) - 0.8)
+    done = gate(nodes, revoked={"b": 100.0, "c": 100.2}, now=100.2 + safety.revocation_wait(LEASE))
+    assert done["action"] == "promote" and "stopped itself" in done["reason"]
+
+
+SYNC_PLAN = {"action": "promote", "candidate": "b", "fence": ["a"], "follow": []}
+
+
+@pytest.mark.parametrize("nodes, required, names, failed_timeline, refused", [
+    ({"b": dict(standby(), timeline=2), "c": dict(standby(), timeline=2)}, 1, ["b", "c"], 2, False),
+    ({"b": dict(standby(), timeline=2), "c": DOWN}, 1, ["b", "c"], 2, True),
+    ({"b": dict(standby(), timeline=2), "c": DOWN}, 0, ["b", "c"], 2, False),
+    ({"b": dict(standby(), timeline=2), "c": DOWN, "d": dict(standby(), timeline=2)}, 2, ["b", "c", "d"], 2, False),
+    ({"b": dict(standby(), timeline=1), "c": dict(standby(), timeline=1)}, 1, ["b", "c"], 2, True),
+])
+def test_sync_quorum_refusal(nodes, required, names, failed_timeline, refused):
+    reason = safety.sync_quorum_refusal(nodes, SYNC_PLAN, required, names, failed_timeline)
+    assert bool(reason) == refused
+    if refused:
+        assert "force=true" in reason
+
+
+@pytest.mark.parametrize("strict, streaming, expected", [
+    (True, [], "ANY 1 (b, c)"), (False, [], ""), (False, ["b"], "ANY 1 (b, c)")])
+def test_sync_policy(strict, streaming, expected):
+    assert safety.sync_policy(strict, streaming, "ANY 1 (b, c)") == expected
