@@ -1,38 +1,67 @@
 # -*- coding: utf-8 -*-
 # Copyright: pgha contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Fencing an old primary over ssh: the lock file (PG-REX style) and an immediate stop.
+"""Fencing over ssh, and the same script run locally by the node guard.
 
-Shared by pgpool's failover hook and the keeper; runs as postgres with the cluster's
-ssh trust. A node that is a standby by now is left alone, so a late retry never stops
-a rebuilt standby.
+A node that may be a primary (no standby.signal) gets the lock file (PG-REX style) and an
+immediate stop; the result counts only when the script then sees no postmaster. A standby
+is told to follow nobody (primary_conninfo emptied), so it can never confirm the old
+primary again, and keeps running. The script prints one line `PGHA-FENCED <kind>
+<timeline>` only when that was verified; anything else is a failure.
 """
 from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
 import json
+import re
 import subprocess
 import time
 from shlex import quote
 
+VERIFIED = re.compile(r"^PGHA-FENCED (primary|standby) (\d+|unknown)$", re.MULTILINE)
 
-def fence_script(pg_version, lock_file, reason):
-    """The shell run on the old primary: keep a standby, else write the lock and stop."""
+
+def fence_script(pg_version, lock_file, reason, port=5432):
+    """The shell run (as postgres) on the node to fence."""
     note = json.dumps({"fenced_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "reason": reason})
     datadir = "/var/lib/postgresql/%s/main" % pg_version
-    return ("umask 022; if [ -e %s/standby.signal ]; then echo 'is a standby, not fenced'; exit 0; fi; "
-            "printf '%%s\\n' %s > %s; pg_ctlcluster %s main stop -m immediate >/dev/null 2>&1; "
-            "echo 'lock file written, PostgreSQL stopped'"
-            % (datadir, quote(note), quote(lock_file), pg_version))
+    bindir = "/usr/lib/postgresql/%s/bin" % pg_version
+    timeline = ("tl=$(LC_ALL=C %s/pg_controldata %s 2>/dev/null | sed -n "
+                "'s/^Latest checkpoint.s TimeLineID: *//p'); tl=${tl:-unknown}" % (bindir, datadir))
+    running = "%s/pg_ctl status -D %s >/dev/null 2>&1" % (bindir, datadir)
+    revoke = ("if %s; then psql -p %d -XAtq -c \"ALTER SYSTEM SET primary_conninfo = ''\" -c "
+              "'SELECT pg_reload_conf()' >/dev/null || exit 1; else printf \"primary_conninfo = ''\\n\" "
+              ">> %s/postgresql.auto.conf || exit 1; fi" % (running, port, datadir))
+    return ("umask 022; %s; if [ -e %s/standby.signal ]; then %s; echo \"PGHA-FENCED standby $tl\"; exit 0; fi; "
+            "printf '%%s\\n' %s > %s || exit 1; pg_ctlcluster %s main stop -m immediate >/dev/null 2>&1; "
+            "for i in 1 2 3 4 5 6 7 8 9 10; do %s || { echo \"PGHA-FENCED primary $tl\"; exit 0; }; sleep 0.2; done; "
+            "echo 'postmaster still running after the stop'; exit 1"
+            % (timeline, datadir, revoke, quote(note), quote(lock_file), pg_version, running))
 
 
-def fence_over_ssh(address, pg_version, lock_file, reason, connect_timeout):
-    """(True, what happened) when the node answered over ssh, else (False, why not)."""
+def parse_fence_output(rc, out):
+    """{"kind", "timeline"} when the fence was verified, else None."""
+    match = VERIFIED.search(out or "")
+    if rc != 0 or not match:
+        return None
+    return {"kind": match.group(1), "timeline": int(match.group(2)) if match.group(2).isdigit() else None}
+
+
+def fence_over_ssh(address, pg_version, lock_file, reason, connect_timeout, port=5432):
+    """(verified result or None, what the node said)."""
     argv = ["ssh", "-o", "BatchMode=yes", "-o", "ConnectTimeout=%d" % connect_timeout,
-            "postgres@%s" % address, fence_script(pg_version, lock_file, reason)]
+            "postgres@%s" % address, fence_script(pg_version, lock_file, reason, port)]
     try:
         proc = subprocess.run(argv, capture_output=True, text=True, timeout=connect_timeout + 5, check=False)
     except subprocess.TimeoutExpired:
-        return False, "timed out after %d s" % (connect_timeout + 5)
-    return proc.returncode == 0, (proc.stdout + proc.stderr).strip()
+        return None, "timed out after %d s" % (connect_timeout + 5)
+    out = (proc.stdout + proc.stderr).strip()
+    return parse_fence_output(proc.returncode, proc.stdout), out
+
+
+def fence_locally(pg_version, lock_file, reason, port=5432):
+    """The guard fencing its own node (runs as postgres)."""
+    proc = subprocess.run(["sh", "-c", fence_script(pg_version, lock_file, reason, port)], capture_output=True,
+                          text=True, timeout=30, check=False)
+    return parse_fence_output(proc.returncode, proc.stdout), (proc.stdout + proc.stderr).strip()

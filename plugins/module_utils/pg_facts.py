@@ -35,12 +35,14 @@ SELECT pg_is_in_recovery() AS in_recovery,
        END AS wal_timeline,
        CASE WHEN pg_is_in_recovery() THEN NULL ELSE pg_current_wal_lsn()::text END AS current_lsn,
        pg_last_wal_receive_lsn()::text AS received_lsn,
-       pg_last_wal_replay_lsn()::text AS replayed_lsn
+       pg_last_wal_replay_lsn()::text AS replayed_lsn,
+       current_setting('primary_conninfo') AS primary_conninfo
 """
 
 RECEIVER_SQL = """
 SELECT status, sender_host, sender_port, slot_name, received_tli,
-       flushed_lsn::text AS flushed_lsn, conninfo
+       flushed_lsn::text AS flushed_lsn, conninfo,
+       EXTRACT(epoch FROM clock_timestamp() - last_msg_receipt_time)::float8 AS last_msg_age
 FROM pg_stat_wal_receiver
 """
 
@@ -65,6 +67,14 @@ def lsn_to_int(lsn):
         return None
     high, low = lsn.split("/")
     return (int(high, 16) << 32) + int(low, 16)
+
+
+def conninfo_host(conninfo):
+    """host= of a conninfo string ('' or None: none)."""
+    for item in (conninfo or "").split():
+        if item.startswith("host="):
+            return item[len("host="):]
+    return None
 
 
 def node_timeline(row, receiver):
@@ -105,6 +115,8 @@ def read_facts(conn):
         "synchronous_standby_names": row["synchronous_standby_names"],
         "synchronous_commit": row["synchronous_commit"],
         "wal_receiver": receiver,
+        # The host this server is configured to stream from (the start guard's "follows").
+        "primary_conninfo_host": conninfo_host(row["primary_conninfo"]) if in_recovery else None,
         "replication": query(conn, REPLICATION_SQL),
         "replication_slots": query(conn, SLOTS_SQL),
     }

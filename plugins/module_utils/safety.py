@@ -46,6 +46,20 @@ def revocation_wait(lease):
                  + lease["stop_seconds"], 3)
 
 
+def annotate(nodes, names_by_address):
+    """Survey facts plus what the gate reads: upstream (the node a standby's WAL receiver
+    streams from), upstream_age (seconds since its last message) and follows (the node its
+    primary_conninfo names)."""
+    annotated = {}
+    for name, facts in nodes.items():
+        receiver = facts.get("wal_receiver") or {}
+        streaming = receiver.get("status") == "streaming"
+        annotated[name] = dict(facts, upstream=names_by_address.get(receiver.get("sender_host")) if streaming else None,
+                               upstream_age=receiver.get("last_msg_age") if streaming else None,
+                               follows=names_by_address.get(facts.get("primary_conninfo_host")))
+    return annotated
+
+
 # --- the primary's guard ---------------------------------------------------------------
 
 def guard_step(state, role, replies, now, total, lease, paused=False):

@@ -5,9 +5,12 @@
     pgha-hook reattach NODE_ID          (started by failover in the background)
     pgha-hook fence NODE_NAME REASON    (started by failover in the background)
 
-Failover (the fast path, pgpool waits for it): survey every node, let the decision core
-(topology.plan_failover) choose the standby with the most WAL, fence the failed primary
-(lock file + immediate stop over ssh, in parallel with the promotion) and promote.
+Failover (pgpool waits for it): module_utils/failover_flow decides step by step (plan,
+fence, synchronous quorum rule, promotion gate) and this hook carries out each request
+with a timeout: survey every node, fence over ssh (verified: lock written and postmaster
+gone, or the fence_command), and promote only when every node that may be a primary is
+proven unable to take writes or, when it cannot be reached, after the standbys were
+revoked and its lease ran out (its guard stopped it). See module_utils/safety.py.
 pgpool then finds the new primary by itself and runs follow for every other node:
 repoint it (ALTER SYSTEM primary_conninfo / primary_slot_name, reload), wait until it
 streams from the new primary, and attach it. Nothing is ever deleted; a refused plan
@@ -34,6 +37,7 @@ def load_config():
     with open(CONFIG) as handle:
         config = json.load(handle)
     sys.path.insert(0, config["lib_dir"])
+    config["lease"] = dict((k, float(v)) for k, v in config["lease"].items())
     return config
 
 
@@ -55,12 +59,9 @@ def survey(config, pg_facts):
     def read(node):
         results[node["name"]] = pg_facts.survey_node(conn_params(config, node), local=False, probe_timeout=0.5)
 
-    threads = [threading.Thread(target=read, args=(n,)) for n in config["nodes"]]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    return results
+    in_parallel([threading.Thread(target=read, args=(n,)) for n in config["nodes"]], 10)
+    return dict((n["name"], results.get(n["name"]) or {"reachable": False, "in_recovery": None,
+                                                        "reason": "survey timed out"}) for n in config["nodes"])
 
 
 def run(argv, timeout):
@@ -72,38 +73,48 @@ def run(argv, timeout):
 
 
 def fence_over_ssh(config, node, reason, connect_timeout):
-    """Lock file and immediate stop on a node that may be a primary. True when it answered."""
+    """Lock file and immediate stop on a node that may be a primary; a standby is told to
+    follow nobody. Returns (verified {"kind", "timeline"} or None, what the node said)."""
     from ansible_collections.pgha.cluster.plugins.module_utils import fencing
-    fenced, out = fencing.fence_over_ssh(node["address"], config["pg_version"], config["fence_lock_file"], reason,
-                                         connect_timeout)
-    if fenced:
-        log("fenced %s: %s" % (node["name"], out))
-    return fenced, out
+    result, out = fencing.fence_over_ssh(node["address"], config["pg_version"], config["fence_lock_file"], reason,
+                                         connect_timeout, node["port"])
+    log("fence %s: %s (%s)" % (node["name"], "verified %s" % result if result else "NOT verified", out[-300:]))
+    return result, out
 
 
-class Fencer(threading.Thread):
-    """One fence attempt (and the optional fence_command) while the promotion runs."""
-
-    def __init__(self, config, node, reason):
-        super().__init__(daemon=True)
-        self.config, self.node, self.reason, self.fenced = config, node, reason, False
-
-    def run(self):
-        self.fenced, out = fence_over_ssh(self.config, self.node, self.reason, connect_timeout=1)
-        if not self.fenced:
-            log("could not reach %s to fence it (%s); retrying in the background" % (self.node["name"], out),
-                syslog.LOG_WARNING)
-        if self.config.get("fence_command"):
-            rc, out = run(self.config["fence_command"] + [self.node["name"], self.node["address"]], 30)
-            log("fence_command for %s exited %d: %s" % (self.node["name"], rc, out))
+def stonith(config, node):
+    """The configured fence_command (power off, cloud API): exit 0 means the node is off."""
+    if not config.get("fence_command"):
+        return False
+    rc, out = run(config["fence_command"] + [node["name"], node["address"]], 30)
+    log("fence_command for %s exited %d: %s" % (node["name"], rc, out))
+    return rc == 0
 
 
-def finish_fencing(fencers, deadline):
-    """Wait for the fence attempts until deadline; nodes not fenced by then get a background retry."""
-    for fencer in fencers:
-        fencer.join(max(0.0, deadline - time.time()) if not fencer.config.get("fence_command") else 35)
-        if fencer.is_alive() or not fencer.fenced:
-            start_background("fence", fencer.node["name"], fencer.reason)
+def fence_all(config, names, reason):
+    """Fence nodes in parallel: {name: verified result} (a fence_command success counts)."""
+    named, results = by_name(config), {}
+
+    def fence(name):
+        result = fence_over_ssh(config, named[name], reason, connect_timeout=1)[0]
+        if result is None and stonith(config, named[name]):
+            result = {"kind": "primary", "timeline": None}
+        if result:
+            results[name] = result
+        else:
+            start_background("fence", name, reason)  # the node may come back: stop it then
+
+    in_parallel([threading.Thread(target=fence, args=(n,)) for n in names], 40)
+    return results
+
+
+def in_parallel(threads, timeout):
+    for thread in threads:
+        thread.daemon = True
+        thread.start()
+    deadline = time.monotonic() + timeout
+    for thread in threads:
+        thread.join(max(0.0, deadline - time.monotonic()))
 
 
 def fence_until_done(config, args):
@@ -120,16 +131,47 @@ def fence_until_done(config, args):
             if fence_over_ssh(config, node, reason, connect_timeout=2)[0]:
                 return 0
             time.sleep(1)
-    log("gave up fencing %s after %d s: do not start it as a primary; rebuild it" % (
+    log("gave up fencing %s after %d s: its start guard keeps it from starting as a primary; rebuild it" % (
         node["name"], config.get("fence_retry_seconds", 900)), syslog.LOG_ERR)
     return 1
 
 
 def promote(config, postgres, node):
+    """True when node runs as a primary after pg_promote + CHECKPOINT."""
     from ansible_collections.pgha.cluster.plugins.module_utils import promotion
-    conn = postgres.connect(conn_params(config, node, timeout=3))
     try:
-        return promotion.promote(conn, 30)
+        conn = postgres.connect(conn_params(config, node, timeout=3))
+    except postgres.PgConnectError as exc:
+        log("cannot promote %s: %s" % (node["name"], exc), syslog.LOG_ERR)
+        return False
+    try:
+        seconds = promotion.promote(conn, 30, checkpoint=True)
+        log("promoted %s in %.3f s" % (node["name"], seconds))
+        return True
+    except (RuntimeError,) + postgres.DRIVER_ERRORS as exc:
+        log("promotion of %s failed: %s" % (node["name"], exc), syslog.LOG_ERR)
+        return False
+    finally:
+        conn.close()
+
+
+def revoke(config, postgres, node):
+    """The standby follows nobody (primary_conninfo emptied) and its WAL receiver is gone."""
+    try:
+        conn = postgres.connect(conn_params(config, node, timeout=2))
+    except postgres.PgConnectError:
+        return False
+    try:
+        postgres.query(conn, "ALTER SYSTEM SET primary_conninfo = ''")
+        postgres.query(conn, "SELECT pg_reload_conf()")
+        deadline = time.monotonic() + 3
+        while time.monotonic() < deadline:
+            if not postgres.query_one(conn, "SELECT pid FROM pg_stat_wal_receiver WHERE pid IS NOT NULL"):
+                return True
+            time.sleep(0.05)
+        return False
+    except postgres.DRIVER_ERRORS:
+        return False
     finally:
         conn.close()
 
@@ -138,47 +180,71 @@ def by_name(config):
     return dict((n["name"], n) for n in config["nodes"])
 
 
+class Executor:
+    """Carries out failover_flow's requests against the servers, every call bounded."""
+
+    def __init__(self, config, started):
+        from ansible_collections.pgha.cluster.plugins.module_utils import pg_facts, postgres, safety
+        self.config, self.pg_facts, self.postgres, self.safety = config, pg_facts, postgres, safety
+        self.named, self.started = by_name(config), started
+
+    def __call__(self, request):
+        return getattr(self, "do_" + request[0])(*request[1:])
+
+    def do_now(self):
+        return time.monotonic()
+
+    def do_log(self, message):
+        log("%s (%.3f s)" % (message, time.monotonic() - self.started))
+
+    def do_sleep(self, seconds):
+        time.sleep(seconds)
+
+    def do_survey(self):
+        return self.safety.annotate(survey(self.config, self.pg_facts),
+                                    dict((n["address"], n["name"]) for n in self.config["nodes"]))
+
+    def do_fence(self, names):
+        return fence_all(self.config, names, "pgha failover")
+
+    def do_revoke(self, names):
+        done = []
+        in_parallel([threading.Thread(target=lambda n=n: revoke(self.config, self.postgres, self.named[n])
+                                      and done.append(n)) for n in names], 10)
+        return done
+
+    def do_promote(self, name):
+        return promote(self.config, self.postgres, self.named[name])
+
+    def do_repoint(self, names, primary):
+        in_parallel([threading.Thread(target=repoint_quietly, args=(self.config, self.postgres, self.named[n],
+                                                                    self.named[primary])) for n in names], 10)
+
+
 def failover(config, args):
-    from ansible_collections.pgha.cluster.plugins.module_utils import pg_facts, postgres, topology
+    from ansible_collections.pgha.cluster.plugins.module_utils import failover_flow, pg_facts
     nodes = config["nodes"]
     failed = nodes[int(args["node_id"])]
-    if os.path.exists(config["maintenance_file"]):
-        log("maintenance in progress (%s): no automatic failover for %s; the running playbook decides"
-            % (config["maintenance_file"], failed["name"]), syslog.LOG_WARNING)
-        return 0
-    started = time.time()
-    facts = survey(config, pg_facts)
-    try:
-        plan = topology.plan_failover(facts, failed_node=failed["name"])
-    except topology.Refusal as exc:
-        log("failover refused, nothing changed: %s" % exc, syslog.LOG_ERR)
+    for marker in (config["maintenance_file"], config.get("operation_lock", "")):
+        if marker and os.path.exists(marker):
+            log("a planned operation holds %s: no automatic failover for %s; the running playbook decides"
+                % (marker, failed["name"]), syslog.LOG_WARNING)
+            return 0
+    started = time.monotonic()
+    sync_names = config.get("sync_names") or []
+    steps = failover_flow.failover_steps(failed["name"], len(nodes), config["lease"], config.get("hook_seconds", 40),
+                                         sync_required=config.get("sync_required", 0),
+                                         sync_names=[n for n in sync_names if n != failed["name"]])
+    result = failover_flow.drive(steps, Executor(config, started))
+    log("failover of %s: %s: %s (%.3f s)" % (failed["name"], result["result"], result["reason"],
+                                            time.monotonic() - started),
+        syslog.LOG_ERR if result["result"] == "refused" else syslog.LOG_NOTICE)
+    if result["result"] == "refused":
+        facts = survey(config, pg_facts)
         if is_live_primary(facts[failed["name"]]):
             log("backend %s still answers as primary: attaching it again in pgpool" % args["node_id"])
             start_background("reattach", args["node_id"])
         return 1
-    if plan["action"] == "none":
-        # Also when pgpool's idea of the primary is stale: the servers are asked, not pgpool.
-        log("backend %s (%s) failed, no failover needed: %s" % (args["node_id"], failed["name"], plan["reason"]))
-        return 0
-    named = by_name(config)
-    log("plan: promote %s (timeline, LSN %s), fence %s, then follow %s" % (
-        plan["candidate"], topology.wal_position(facts[plan["candidate"]]), ", ".join(plan["fence"]),
-        ", ".join(plan["follow"]) or "nobody"))
-    fencers = [Fencer(config, named[n], "failover to %s" % plan["candidate"]) for n in plan["fence"]]
-    for thread in fencers:
-        thread.start()
-    seconds = promote(config, postgres, named[plan["candidate"]])
-    log("promoted %s in %.3f s (%.3f s after the hook started)" % (plan["candidate"], seconds, time.time() - started))
-    # Repoint the other standbys now, not in follow_primary_command: with synchronous
-    # replication the new primary's commits wait until one of them streams again.
-    followers = [threading.Thread(target=repoint_quietly, args=(config, postgres, named[n], named[plan["candidate"]]))
-                 for n in plan["follow"]]
-    for thread in followers:
-        thread.start()
-    for thread in followers:
-        thread.join(10)
-    finish_fencing(fencers, deadline=time.time() + 1.0)
-    log("failover done in %.3f s" % (time.time() - started))
     return 0
 
 

@@ -134,3 +134,22 @@ def test_sync_quorum_refusal(nodes, required, names, failed_timeline, refused):
     (True, [], "ANY 1 (b, c)"), (False, [], ""), (False, ["b"], "ANY 1 (b, c)")])
 def test_sync_policy(strict, streaming, expected):
     assert safety.sync_policy(strict, streaming, "ANY 1 (b, c)") == expected
+
+
+def test_fence_counts_only_a_verified_result():
+    from ansible_collections.pgha.cluster.plugins.module_utils import fencing
+    assert fencing.parse_fence_output(0, "PGHA-FENCED primary 7\n") == {"kind": "primary", "timeline": 7}
+    assert fencing.parse_fence_output(0, "PGHA-FENCED standby unknown") == {"kind": "standby", "timeline": None}
+    assert fencing.parse_fence_output(1, "PGHA-FENCED primary 7") is None
+    assert fencing.parse_fence_output(0, "postmaster still running after the stop") is None
+    assert fencing.parse_fence_output(0, "") is None
+
+
+def test_annotate_names_the_upstream_and_the_followed_node():
+    facts = {"b": {"reachable": True, "in_recovery": True, "primary_conninfo_host": "10.0.0.1",
+                   "wal_receiver": {"status": "streaming", "sender_host": "10.0.0.1", "last_msg_age": 0.4}},
+             "c": {"reachable": True, "in_recovery": True, "primary_conninfo_host": "",
+                   "wal_receiver": None}}
+    out = safety.annotate(facts, {"10.0.0.1": "a"})
+    assert (out["b"]["upstream"], out["b"]["upstream_age"], out["b"]["follows"]) == ("a", 0.4, "a")
+    assert (out["c"]["upstream"], out["c"]["follows"]) == (None, None)

@@ -1,0 +1,195 @@
+"""pgha-guard: the node guard next to PostgreSQL (runs as postgres).
+
+    pgha-guard run                  the lease loop (systemd unit pgha-guard)
+    pgha-guard start-check INSTANCE the start guard (ExecStartPre of postgresql@.service)
+
+run: every guard_interval the guard reads its own server. On a primary it counts the
+standbys whose replies keep arriving (pg_stat_replication.reply_time changes); when a
+majority of the cluster (itself included) has not confirmed it for lease_seconds, it writes
+the fence lock and stops PostgreSQL immediately: a primary cut off from its peers stops
+taking writes before the other side may promote (safety.promotion_gate waits longer).
+Paused while the maintenance marker, the operation lock of a playbook (failover.yml,
+switchover.yml) or the bootstrap marker of a new cluster exists.
+
+start-check: decides with safety.start_decision whether this node may start: a standby
+always; a fenced node never; a primary only when no other node runs as primary or on a
+newer timeline and (three nodes or more) a majority confirms it (standbys configured to
+follow it). It waits up to start_wait seconds for peers to answer (network not up at boot).
+
+Settings: /etc/pgha/guard.json (written by the postgresql role). Logs go to the journal.
+"""
+import json
+import os
+import sys
+import time
+
+CONFIG = os.environ.get("PGHA_GUARD_CONFIG", "/etc/pgha/guard.json")
+
+
+def load_config():
+    with open(CONFIG) as handle:
+        config = json.load(handle)
+    sys.path.insert(0, config["lib_dir"])
+    config["lease"] = dict((k, float(v)) for k, v in config["lease"].items())
+    return config
+
+
+def log(message):
+    sys.stderr.write("pgha-guard: %s\n" % message)
+    sys.stderr.flush()
+
+
+def local_params(config):
+    return {"login_unix_socket": "/var/run/postgresql", "login_port": config["port"], "login_user": "postgres",
+            "login_db": "postgres", "connect_timeout": 2}
+
+
+def read_local(config, postgres):
+    """(role, {standby: reply_time}) of this node's server; role None when it does not answer."""
+    try:
+        conn = postgres.connect(local_params(config))
+    except postgres.PgConnectError:
+        return None, {}
+    try:
+        if postgres.query_one(conn, "SELECT pg_is_in_recovery() AS r")["r"]:
+            return "standby", {}
+        rows = postgres.query(conn, "SELECT application_name, reply_time::text AS reply FROM pg_stat_replication "
+                                    "WHERE state = 'streaming'")
+        return "primary", dict((r["application_name"], r["reply"]) for r in rows)
+    except postgres.DRIVER_ERRORS:
+        return None, {}
+    finally:
+        conn.close()
+
+
+def paused(config):
+    """A planned operation (maintenance marker, operation lock) or a new cluster's bootstrap."""
+    return any(os.path.exists(config[key]) for key in ("maintenance_file", "operation_lock", "bootstrap_file"))
+
+
+def save_state(config, state, mono):
+    """majority_at as wall-clock time, so a restarted guard does not grant itself a new lease."""
+    if state.get("majority_at") is None:
+        return
+    wall = time.time() - (mono - state["majority_at"])
+    with open(config["state_file"] + ".tmp", "w") as handle:
+        json.dump({"majority_at_wall": wall}, handle)
+    os.replace(config["state_file"] + ".tmp", config["state_file"])
+
+
+def restored_state(config, mono):
+    try:
+        with open(config["state_file"]) as handle:
+            wall = json.load(handle)["majority_at_wall"]
+    except (OSError, ValueError, KeyError):
+        return {}
+    return {"majority_at": mono - max(0.0, time.time() - wall)}
+
+
+def run(config):
+    from ansible_collections.pgha.cluster.plugins.module_utils import fencing, postgres, safety
+    lease, total = config["lease"], len(config["nodes"])
+    state = restored_state(config, time.monotonic())
+    log("guarding %s: %d nodes, lease %.1f s, enforced %s" % (config["name"], total, lease["lease_seconds"],
+                                                              config["enforce"] and safety.lease_enforced(total)))
+    last_reason = None
+    while True:
+        started = time.monotonic()
+        role, replies = read_local(config, postgres)
+        is_paused = paused(config)
+        state, action, reason = safety.guard_step(state, role, replies, started, total if config["enforce"] else 1,
+                                                  lease, is_paused)
+        if role == "primary":
+            save_state(config, state, started)
+        if action == "fence":
+            log("fencing this primary: %s" % reason)
+            result, out = fencing.fence_locally(config["pg_version"], config["fence_lock_file"],
+                                                "pgha-guard: %s" % reason, config["port"])
+            log("fence %s: %s" % ("verified" if result else "NOT verified", out))
+            state = {}
+        elif reason != last_reason and role == "primary":
+            log(reason)
+        last_reason = reason
+        clear_bootstrap(config, role, replies, safety, total)
+        time.sleep(max(0.05, lease["guard_interval"] - (time.monotonic() - started)))
+
+
+def clear_bootstrap(config, role, replies, safety, total):
+    """The new cluster's first primary needs no confirmation until its standbys exist."""
+    if role == "primary" and os.path.exists(config["bootstrap_file"]) and \
+            1 + len(replies) >= safety.majority(total):
+        os.remove(config["bootstrap_file"])
+        log("standbys stream (%s): bootstrap over, the lease applies" % ", ".join(sorted(replies)))
+
+
+def local_facts(config, instance):
+    from ansible_collections.pgha.cluster.plugins.module_utils import promotion
+    version = instance.split("-", 1)[0]
+    datadir = "/var/lib/postgresql/%s/main" % version
+    lock = None
+    if os.path.exists(config["fence_lock_file"]):
+        with open(config["fence_lock_file"]) as handle:
+            lock = handle.read(300).strip() or "present"
+    timeline = None
+    controldata = os.popen("LC_ALL=C /usr/lib/postgresql/%s/bin/pg_controldata %s 2>/dev/null" % (version, datadir))
+    value = promotion.controldata_field(controldata.read(), "Latest checkpoint's TimeLineID")
+    controldata.close()
+    if value and value.isdigit():
+        timeline = int(value)
+    return {"name": config["name"], "standby_signal": os.path.exists(os.path.join(datadir, "standby.signal")),
+            "fence_lock": lock, "timeline": timeline}
+
+
+def peer_facts(config, pg_facts):
+    names = dict((n["address"], n["name"]) for n in config["nodes"])
+    peers = {}
+    for node in config["nodes"]:
+        if node["name"] == config["name"]:
+            continue
+        params = {"login_host": node["address"], "login_port": node["port"], "login_user": config["admin_user"],
+                  "login_db": "postgres", "connect_timeout": 2}
+        facts = pg_facts.survey_node(params, local=False, probe_timeout=1.0)
+        facts["follows"] = names.get(facts.get("primary_conninfo_host"))
+        peers[node["name"]] = facts
+    return peers
+
+
+def start_check(config, instance):
+    from ansible_collections.pgha.cluster.plugins.module_utils import pg_facts, safety
+    if os.path.exists(config["bootstrap_file"]):
+        log("bootstrap of a new cluster (%s): starting" % config["bootstrap_file"])
+        return 0
+    deadline = time.monotonic() + config.get("start_wait", 40)
+    while True:
+        local = local_facts(config, instance)
+        decision = safety.start_decision(local, peer_facts(config, pg_facts) if not local["standby_signal"] else {},
+                                         len(config["nodes"]))
+        if decision["write_lock"]:
+            with open(config["fence_lock_file"], "w") as handle:
+                json.dump({"fenced_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                           "reason": "start refused: %s" % decision["reason"]}, handle)
+                handle.write("\n")
+        if decision["start"]:
+            log("starting %s: %s" % (instance, decision["reason"]))
+            return 0
+        if not decision["retry"] or time.monotonic() > deadline:
+            log("refusing to start %s as a primary: %s" % (instance, decision["reason"]))
+            log("rebuild it as a standby with pgha.cluster.rebuild, or start its peers first")
+            return 1
+        log("waiting: %s" % decision["reason"])
+        time.sleep(2)
+
+
+def main(argv):
+    config = load_config()
+    if argv[1:2] == ["run"]:
+        run(config)
+        return 0
+    if argv[1:2] == ["start-check"] and len(argv) == 3:
+        return start_check(config, argv[2])
+    log("usage: pgha-guard run | start-check INSTANCE")
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))
