@@ -64,8 +64,9 @@ def failover_steps(failed, total, lease, max_seconds, sync_required=0, sync_name
         gate = safety.promotion_gate(facts, plan, fenced, revoked, now, total, lease)
         if gate["action"] == "promote":
             break
-        if gate["action"] == "wait" and now + gate["seconds"] - started > max_seconds:
-            gate = dict(gate, action="refuse", reason="%s; gave up after %.0f s" % (gate["reason"], max_seconds))
+        limit = lease["receiver_timeout"] + 1.5 if gate.get("veto") else max_seconds
+        if gate["action"] == "wait" and now + gate["seconds"] - started > limit:
+            gate = dict(gate, action="refuse", reason="%s; gave up after %.1f s" % (gate["reason"], limit))
         if gate["action"] == "refuse":
             return (yield from _undo(set(revoked) | _standbys(fenced), failed, _refused("gate", gate["reason"])))
         yield ("log", gate["reason"])

@@ -146,7 +146,9 @@ def promotion_gate(nodes, plan, fenced, revoked, now, total, lease):
     verified: lock written and postmaster gone; or STONITH confirmed); revoked: {name: time
     its revocation was verified}; now: the failover side's monotonic clock.
 
-    Returns {"action": "promote" | "revoke" | "wait" | "refuse", "nodes", "seconds", "reason"}.
+    Returns {"action": "promote" | "revoke" | "wait" | "refuse", "nodes", "seconds", "reason",
+    "veto"}; veto: the wait is for a standby that still hears the old primary (a WAL receiver
+    gives up after receiver_timeout: waiting longer means the primary is alive for it).
     """
     unproven = sorted(n for n in plan["fence"] if n not in fenced)
     if not unproven:
@@ -159,7 +161,7 @@ def promotion_gate(nodes, plan, fenced, revoked, now, total, lease):
                      and f.get("upstream") in unproven and n not in revoked
                      and (f.get("upstream_age") is None or f["upstream_age"] < lease["receiver_timeout"]))
     if hearing:
-        return _gate("wait", seconds=lease["guard_interval"],
+        return _gate("wait", seconds=lease["guard_interval"], veto=True,
                      reason="%s still hear(s) %s: it is alive for them" % (", ".join(hearing), ", ".join(unproven)))
     revocable = sorted(n for n, f in nodes.items() if f.get("reachable") and f.get("in_recovery"))
     would_revoke = set(revoked) | set(revocable)
@@ -181,8 +183,8 @@ def promotion_gate(nodes, plan, fenced, revoked, now, total, lease):
         ", ".join(unproven), waited))
 
 
-def _gate(action, nodes=(), seconds=0.0, reason=""):
-    return {"action": action, "nodes": list(nodes), "seconds": round(seconds, 3), "reason": reason}
+def _gate(action, nodes=(), seconds=0.0, reason="", veto=False):
+    return {"action": action, "nodes": list(nodes), "seconds": round(seconds, 3), "reason": reason, "veto": veto}
 
 
 # --- synchronous replication ---------------------------------------------------------------

@@ -106,7 +106,7 @@ def test_gate_refuses_when_a_node_it_cannot_reach_might_confirm_the_old_primary(
 def test_gate_revokes_then_waits_out_the_lease_then_promotes():
     nodes = {"a": DOWN, "b": standby(), "c": standby()}
     assert gate(nodes) == {"action": "revoke", "nodes": ["b", "c"], "seconds": 0.0,
-                           "reason": "stop b, c from following a"}
+                           "reason": "stop b, c from following a", "veto": False}
     waiting = gate(nodes, revoked={"b": 100.0, "c": 100.2}, now=101.0)
     assert waiting["action"] == "wait" and waiting["seconds"] == pytest.approx(safety.revocation_wait(LEASE) - 0.8)
     done = gate(nodes, revoked={"b": 100.0, "c": 100.2}, now=100.2 + safety.revocation_wait(LEASE))
