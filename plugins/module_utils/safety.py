@@ -151,6 +151,10 @@ def promotion_gate(nodes, plan, fenced, revoked, now, total, lease):
     gives up after receiver_timeout: waiting longer means the primary is alive for it).
     """
     unproven = sorted(n for n in plan["fence"] if n not in fenced)
+    running = sorted(n for n, f in nodes.items() if f.get("reachable") and f.get("in_recovery"))
+    if lease is not None and lease_enforced(total) and len(running) < majority(total):
+        return _gate("refuse", reason="only %s of %d servers run: a new primary needs a majority to confirm it and "
+                     "would stop itself" % (", ".join(running) or "none", total))
     if not unproven:
         return _gate("promote", reason="every node that may be a primary is fenced: %s"
                      % (", ".join(plan["fence"]) or "none"))

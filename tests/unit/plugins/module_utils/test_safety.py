@@ -88,6 +88,11 @@ def test_gate_promotes_at_once_when_every_possible_primary_is_fenced():
     assert gate({"a": DOWN, "b": standby(), "c": standby()}, fenced=["a"])["action"] == "promote"
 
 
+def test_gate_refuses_a_promotion_no_majority_could_confirm():
+    result = gate({"a": DOWN, "b": standby(), "c": DOWN}, fenced=["a"])
+    assert result["action"] == "refuse" and "needs a majority" in result["reason"]
+
+
 def test_gate_refuses_without_lease_in_a_two_node_cluster():
     result = gate({"a": DOWN, "b": standby()}, total=2)
     assert result["action"] == "refuse" and "cannot rely on the lease" in result["reason"]
@@ -98,9 +103,13 @@ def test_gate_waits_while_a_standby_still_hears_the_old_primary():
     assert result["action"] == "wait" and "still hear" in result["reason"]
 
 
-def test_gate_refuses_when_a_node_it_cannot_reach_might_confirm_the_old_primary():
-    result = gate({"a": DOWN, "b": standby(), "c": DOWN})
-    assert result["action"] == "refuse" and "might still confirm" in result["reason"]
+def test_gate_in_five_nodes_proceeds_with_two_unreachable_and_refuses_with_three():
+    two = gate({"a": DOWN, "b": standby(), "c": DOWN, "d": standby(), "e": standby()}, total=5,
+               plan=dict(PLAN, fence=["a", "c"]))
+    assert two["action"] == "revoke" and two["nodes"] == ["b", "d", "e"]
+    three = gate({"a": DOWN, "b": standby(), "c": DOWN, "d": DOWN, "e": standby()}, total=5,
+                 plan=dict(PLAN, fence=["a", "c", "d"]))
+    assert three["action"] == "refuse" and "needs a majority" in three["reason"]
 
 
 def test_gate_revokes_then_waits_out_the_lease_then_promotes():
