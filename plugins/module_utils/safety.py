@@ -99,8 +99,8 @@ def guard_step(state, role, replies, now, total, lease, paused=False):
 def start_decision(local, peers, total):
     """May this node start PostgreSQL? Returns {"start", "write_lock", "retry", "reason"}.
 
-    local: {"standby_signal", "fence_lock", "crashed" (pg_control says in production: it was
-    a primary that did not stop cleanly), "timeline", "name"}; peers: {name: {"reachable",
+    local: {"standby_signal", "fence_lock", "timeline", "name", "bootstrap" (a new cluster's
+    first primary, before its standbys exist)}; peers: {name: {"reachable",
     "in_recovery", "timeline", "follows"}} where follows names the node a standby is
     configured to stream from.
     """
@@ -118,6 +118,8 @@ def start_decision(local, peers, total):
                       "this node" % (", ".join(newer), local.get("timeline")), lock=True)
     if not lease_enforced(total):
         return _start(True, "no other primary answers")
+    if local.get("bootstrap"):
+        return _start(True, "first start of a new cluster (bootstrap marker): its standbys do not exist yet")
     confirming = sorted(n for n, p in answering.items() if p.get("follows") == local.get("name"))
     if 1 + len(confirming) >= majority(total):
         return _start(True, "confirmed by %s" % ", ".join(confirming or ["itself"]))

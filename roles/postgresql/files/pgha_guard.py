@@ -137,7 +137,7 @@ def local_facts(config, instance):
     if value and value.isdigit():
         timeline = int(value)
     return {"name": config["name"], "standby_signal": os.path.exists(os.path.join(datadir, "standby.signal")),
-            "fence_lock": lock, "timeline": timeline}
+            "fence_lock": lock, "timeline": timeline, "bootstrap": os.path.exists(config["bootstrap_file"])}
 
 
 def peer_facts(config, pg_facts):
@@ -156,9 +156,6 @@ def peer_facts(config, pg_facts):
 
 def start_check(config, instance):
     from ansible_collections.pgha.cluster.plugins.module_utils import pg_facts, safety
-    if os.path.exists(config["bootstrap_file"]):
-        log("bootstrap of a new cluster (%s): starting" % config["bootstrap_file"])
-        return 0
     deadline = time.monotonic() + config.get("start_wait", 40)
     while True:
         local = local_facts(config, instance)

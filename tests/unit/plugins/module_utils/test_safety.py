@@ -65,6 +65,9 @@ LOCAL = {"name": "a", "standby_signal": False, "fence_lock": None, "timeline": 3
     (LOCAL, {"b": {"reachable": True, "in_recovery": True, "timeline": 3, "follows": "a"}}, 3, True, False, False,
      "confirmed by b"),
     (LOCAL, {"b": {"reachable": False}}, 2, True, False, False, "no other primary"),
+    (dict(LOCAL, bootstrap=True), {"b": {"reachable": False}, "c": {"reachable": False}}, 3, True, False, False,
+     "bootstrap"),
+    (dict(LOCAL, bootstrap=True, fence_lock="fenced"), {}, 3, False, False, False, "fenced"),
 ])
 def test_start_decision(local, peers, total, start, lock, retry, words):
     decision = safety.start_decision(local, peers, total)
