@@ -222,14 +222,17 @@ class Executor:
 
 
 def failover(config, args):
-    from ansible_collections.pgha.cluster.plugins.module_utils import failover_flow, pg_facts
+    from ansible_collections.pgha.cluster.plugins.module_utils import failover_flow, markers, pg_facts
     nodes = config["nodes"]
     failed = nodes[int(args["node_id"])]
-    for marker in (config["maintenance_file"], config.get("operation_lock", "")):
-        if marker and os.path.exists(marker):
-            log("a planned operation holds %s: no automatic failover for %s; the running playbook decides"
-                % (marker, failed["name"]), syslog.LOG_WARNING)
-            return 0
+    marker, stale = markers.pausing_marker([config["maintenance_file"], config.get("operation_lock", "")],
+                                           config.get("marker_max_age", markers.DEFAULT_MAX_AGE))
+    if marker:
+        log("a planned operation holds %s: no automatic failover for %s; the running playbook decides"
+            % (marker, failed["name"]), syslog.LOG_WARNING)
+        return 0
+    for path, age in stale:
+        log("ignoring %s: %d s old (a playbook that died?)" % (path, age), syslog.LOG_WARNING)
     started = time.monotonic()
     sync_names = config.get("sync_names") or []
     steps = failover_flow.failover_steps(failed["name"], len(nodes), config["lease"], config.get("hook_seconds", 40),

@@ -63,8 +63,14 @@ def read_local(config, postgres):
 
 
 def paused(config):
-    """A planned operation (maintenance marker, operation lock) or a new cluster's bootstrap."""
-    return any(os.path.exists(config[key]) for key in ("maintenance_file", "operation_lock", "bootstrap_file"))
+    """A planned operation (maintenance marker, operation lock, expiring) or a new cluster's bootstrap."""
+    from ansible_collections.pgha.cluster.plugins.module_utils import markers
+    marker, stale = markers.pausing_marker([config["maintenance_file"], config["operation_lock"]],
+                                           config.get("marker_max_age", markers.DEFAULT_MAX_AGE))
+    for path, age in ([] if marker else stale):
+        log("ignoring %s: %d s old, older than %d s (a playbook that died?)" % (
+            path, age, config.get("marker_max_age", markers.DEFAULT_MAX_AGE)))
+    return bool(marker) or os.path.exists(config["bootstrap_file"])
 
 
 def save_state(config, state, mono):
