@@ -225,7 +225,8 @@ def failover(config, args):
     from ansible_collections.pgha.cluster.plugins.module_utils import failover_flow, markers, pg_facts
     nodes = config["nodes"]
     failed = nodes[int(args["node_id"])]
-    marker, stale = markers.pausing_marker([config["maintenance_file"], config.get("operation_lock", "")],
+    marker, stale = markers.pausing_marker([config["maintenance_file"], config.get("operation_lock", ""),
+                                            config.get("site_marker", "")],
                                            config.get("marker_max_age", markers.DEFAULT_MAX_AGE))
     if marker:
         log("a planned operation holds %s: no automatic failover for %s; the running playbook decides"

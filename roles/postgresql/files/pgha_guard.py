@@ -54,7 +54,7 @@ def read_local(config, postgres):
         if postgres.query_one(conn, "SELECT pg_is_in_recovery() AS r")["r"]:
             return "standby", {}
         rows = postgres.query(conn, "SELECT application_name, reply_time::text AS reply FROM pg_stat_replication "
-                                    "WHERE state = 'streaming'")
+                                    "WHERE state IN ('streaming', 'catchup')")
         return "primary", dict((r["application_name"], r["reply"]) for r in rows)
     except postgres.DRIVER_ERRORS:
         return None, {}
@@ -65,7 +65,8 @@ def read_local(config, postgres):
 def paused(config):
     """A planned operation (maintenance marker, operation lock, expiring) or a new cluster's bootstrap."""
     from ansible_collections.pgha.cluster.plugins.module_utils import markers
-    marker, stale = markers.pausing_marker([config["maintenance_file"], config["operation_lock"]],
+    marker, stale = markers.pausing_marker([config["maintenance_file"], config["operation_lock"],
+                                            config["site_marker"]],
                                            config.get("marker_max_age", markers.DEFAULT_MAX_AGE))
     for path, age in ([] if marker else stale):
         log("ignoring %s: %d s old, older than %d s (a playbook that died?)" % (
