@@ -7,6 +7,8 @@ import tempfile
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+# Captured tool output the parser tests read.
+FIXTURES = REPO / "tests" / "unit" / "fixtures"
 
 
 def collection_root():

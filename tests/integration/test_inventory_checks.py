@@ -46,4 +46,4 @@ def test_site_refuses_bad_inventory(ansible, lab, tmp_path, mutate, message):
     assert message in result.stdout, result.stdout[-2000:]
     recap = [line for line in result.stdout.splitlines() if ": ok=" in line]
     assert recap and all("changed=0 " in line for line in recap), "\n".join(recap)
-    assert "Site (2/4)" not in result.stdout
+    assert "Site (2/5)" not in result.stdout

@@ -5,7 +5,6 @@ import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
-FIXTURES = Path(__file__).resolve().parent / "fixtures"
 
 sys.path.insert(0, str(REPO / "tests"))
 import collection_path  # noqa: E402  (the path above first)

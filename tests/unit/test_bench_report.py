@@ -2,7 +2,7 @@
 import importlib.util
 import json
 
-from conftest import FIXTURES, REPO
+from collection_path import FIXTURES, REPO
 
 SPEC = importlib.util.spec_from_file_location("bench_report", REPO / "bench" / "report.py")
 report = importlib.util.module_from_spec(SPEC)

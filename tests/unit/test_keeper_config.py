@@ -4,7 +4,7 @@ import sys
 
 import pytest
 
-from conftest import REPO
+from collection_path import REPO
 
 KEEPER = REPO / "roles" / "keeper" / "files" / "pgha_keeper.py"
 VALID = """# pg_keeper's names, with and without the prefix

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REPO
+from collection_path import REPO
 
 LAB = str(REPO / "bin" / "lab")
 

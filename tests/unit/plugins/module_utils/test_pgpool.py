@@ -2,7 +2,7 @@
 import pytest
 
 from ansible_collections.pgha.cluster.plugins.module_utils import pgpool
-from conftest import FIXTURES
+from collection_path import FIXTURES
 
 CAPTURES = sorted(p for p in FIXTURES.glob("pgpool-*") if p.is_dir())
 

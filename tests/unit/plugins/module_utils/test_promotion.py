@@ -1,5 +1,5 @@
 """pg_controldata parsing on output captured from PostgreSQL 15 (Debian 12 lab)."""
-from conftest import FIXTURES
+from collection_path import FIXTURES
 
 from ansible_collections.pgha.cluster.plugins.module_utils.promotion import controldata_field
 
