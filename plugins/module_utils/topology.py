@@ -104,3 +104,23 @@ def plan_failover(nodes, failed_node=None, candidate=None, force=False, sync_nam
     fence = sorted(set(live_primaries) | set(state["unreachable"]) | set([failed_node] if failed_node else []))
     return {"action": "promote", "candidate": best, "fence": fence,
             "follow": sorted(n for n in state["standbys"] if n != best)}
+
+
+def rebuild_need(target, primary, primary_address):
+    """Whether `target` (its facts) must be rebuilt to become a streaming standby of
+    `primary` (facts, reached at primary_address): {needed, reason}. A healthy standby of
+    the current primary is left alone."""
+    receiver = target.get("wal_receiver") or {}
+    if not target.get("reachable"):
+        reason, needed = "it does not answer (%s)" % (target.get("reason") or "stopped"), True
+    elif target.get("in_recovery") is not True:
+        reason, needed = "it runs as a primary", True
+    elif receiver.get("status") != "streaming":
+        reason, needed = "its WAL receiver is %s" % (receiver.get("status") or "not running"), True
+    elif target.get("primary_conninfo_host") != primary_address:
+        reason, needed = "it streams from %s, not from the primary" % target.get("primary_conninfo_host"), True
+    elif (target.get("timeline") or 0) != (primary.get("timeline") or 0):
+        reason, needed = "it is on timeline %s, the primary on %s" % (target.get("timeline"), primary.get("timeline")), True
+    else:
+        reason, needed = "it already streams from the primary on timeline %s" % primary.get("timeline"), False
+    return {"needed": needed, "reason": reason}

@@ -47,3 +47,39 @@ def test_site_refuses_bad_inventory(ansible, lab, tmp_path, mutate, message):
     recap = [line for line in result.stdout.splitlines() if ": ok=" in line]
     assert recap and all("changed=0 " in line for line in recap), "\n".join(recap)
     assert "Site (2/5)" not in result.stdout
+
+
+BAD_SETTINGS = {
+    # out of range
+    "pgpool_health_check_period": ("-1", "between 1 and 3600"),
+    "pgha_lease_seconds": ("9", "between 1.0 and 3.5"),
+    "pgha_vip_prefix": ("33", "between 1 and 32"),
+    "pgpool_wd_port": ("70000", "between 1 and 65535"),
+    "switchover_catchup_timeout": ("0", "between 1 and 86400"),
+    # wrong type
+    "pgha_postgresql_port": ("abc", "must be an integer"),
+    "keeper_keepalives_time": ("soon", "must be a number"),
+    "pgpool_max_pool": ("2.5", "must be an integer"),
+    "pgpool_load_balance_mode": ("maybe", "must be true or false"),
+    # wrong choice
+    "pgha_synchronous_mode": ("sometimes", "must be one of off, on, remote_apply"),
+    "pgha_mode": ("cloud", "must be one of pgpool, keeper"),
+    "replication_basebackup_checkpoint": ("slow", "must be one of fast, spread"),
+}
+
+
+def test_site_refuses_bad_settings_before_touching_a_host(ansible, lab):
+    extra = []
+    for name, (value, _) in BAD_SETTINGS.items():
+        extra += ["-e", "%s=%s" % (name, value)]
+    extra += ["-e", '{"pgpool_settings": {"failover_command": "/bin/true"}, '
+                    '"postgresql_settings": {"wal_receiver_timeout": "60s"}}']
+    result = ansible.playbook("pgha.cluster.site", *extra)
+    assert result.returncode != 0
+    for name, (value, allowed) in BAD_SETTINGS.items():
+        assert "%s must be" % name in result.stdout and allowed in result.stdout, (name, result.stdout[-3000:])
+    assert "pgpool_settings: failover_command is set by pgha" in result.stdout
+    assert "postgresql_settings: wal_receiver_timeout is set by pgha" in result.stdout
+    recap = [line for line in result.stdout.splitlines() if ": ok=" in line]
+    assert recap and all("changed=0 " in line for line in recap), "\n".join(recap)
+    assert "Site (2/5)" not in result.stdout

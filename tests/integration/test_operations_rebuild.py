@@ -1,6 +1,7 @@
-"""rebuild.yml on a standby: by pg_rewind, then by pg_basebackup (-e basebackup=true), which
-moves the old data directory aside and never deletes it. Both end with the node streaming
-from the primary and attached in pgpool; the times are reported."""
+"""rebuild.yml on a healthy standby changes nothing; with force=true it rebuilds by pg_rewind,
+then by pg_basebackup (-e basebackup=true), which moves the old data directory aside and never
+deletes it. Both end with the node streaming from the primary and attached in pgpool; the
+times are reported."""
 import time
 
 from cluster_probe import followers_ok, lab_exec, pool_attached, wait_for
@@ -23,10 +24,15 @@ def test_rebuild_standby_by_rewind_then_by_basebackup(lab, ansible, healthy_clus
     primary = healthy_cluster
     node = sorted(n for n in lab["nodes"] if n != primary)[0]
     before = set(lab_exec(node, ASIDE).stdout.split())
-    rewind = timed_rebuild(ansible, lab, primary, node)
+    result = ansible.playbook("pgha.cluster.rebuild", "-e", "target=%s" % node)
+    assert result.returncode == 0, result.stdout[-3000:]
+    assert "it already streams from the primary" in result.stdout and "nothing to do" in result.stdout
+    recap = [line for line in result.stdout.splitlines() if ": ok=" in line]
+    assert recap and all("changed=0 " in line for line in recap), "\n".join(recap)
+    rewind = timed_rebuild(ansible, lab, primary, node, "-e", "force=true")
     # pg_basebackup always moves the old directory aside: none moved means pg_rewind did it.
     assert set(lab_exec(node, ASIDE).stdout.split()) == before, "pg_rewind failed and pg_basebackup ran"
-    basebackup = timed_rebuild(ansible, lab, primary, node, "-e", "basebackup=true")
+    basebackup = timed_rebuild(ansible, lab, primary, node, "-e", "force=true", "-e", "basebackup=true")
     moved = set(lab_exec(node, ASIDE).stdout.split()) - before
     assert len(moved) == 1, "pg_basebackup must keep the old directory aside, found %s" % moved
     assert lab_exec(node, "test -s %s/PG_VERSION" % moved.pop()).returncode == 0, "the kept directory is empty"

@@ -60,8 +60,8 @@ def survey(config, pg_facts):
         results[node["name"]] = pg_facts.survey_node(conn_params(config, node), local=False, probe_timeout=0.5)
 
     in_parallel([threading.Thread(target=read, args=(n,)) for n in config["nodes"]], 10)
-    return dict((n["name"], results.get(n["name"]) or {"reachable": False, "in_recovery": None,
-                                                        "reason": "survey timed out"}) for n in config["nodes"])
+    timed_out = {"reachable": False, "in_recovery": None, "reason": "survey timed out"}
+    return dict((n["name"], results.get(n["name"]) or timed_out) for n in config["nodes"])
 
 
 def run(argv, timeout):
@@ -240,8 +240,8 @@ def failover(config, args):
                                          sync_required=config.get("sync_required", 0),
                                          sync_names=[n for n in sync_names if n != failed["name"]])
     result = failover_flow.drive(steps, Executor(config, started))
-    log("failover of %s: %s: %s (%.3f s)" % (failed["name"], result["result"], result["reason"],
-                                            time.monotonic() - started),
+    log("failover of %s: %s: %s (%.3f s)"
+        % (failed["name"], result["result"], result["reason"], time.monotonic() - started),
         syslog.LOG_ERR if result["result"] == "refused" else syslog.LOG_NOTICE)
     if result["result"] == "refused":
         facts = survey(config, pg_facts)

@@ -39,8 +39,8 @@ def run(executor, **options):
 
 
 def test_fast_path_fences_then_promotes_the_most_advanced():
-    executor = Executor({"a": DOWN, "b": standby(10), "c": standby(20)}, fence={"a": {"kind": "primary",
-                                                                                     "timeline": 1}})
+    fence = {"a": {"kind": "primary", "timeline": 1}}
+    executor = Executor({"a": DOWN, "b": standby(10), "c": standby(20)}, fence=fence)
     result = run(executor)
     assert result["result"] == "promoted" and result["candidate"] == "c"
     assert "sleep" not in executor.requests and "revoke" not in executor.requests

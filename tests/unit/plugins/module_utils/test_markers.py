@@ -13,7 +13,7 @@ def test_a_fresh_marker_pauses_and_a_stale_one_does_not(tmp_path):
     assert markers.pausing_marker([str(old), str(fresh)], max_age=900, now=now) == (str(fresh), 10.0)
     fresh.unlink()
     path, stale = markers.pausing_marker([str(old), str(fresh), ""], max_age=900, now=now)
-    assert path is None and [p for p, _ in stale] == [str(old)]
+    assert path is None and [marker for marker, unused in stale] == [str(old)]
 
 
 def test_no_marker():

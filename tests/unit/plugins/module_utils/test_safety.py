@@ -33,20 +33,20 @@ def test_guard_fences_a_primary_not_confirmed_for_the_lease():
 
 
 def test_guard_counts_only_a_majority():
-    actions, _ = beats([{"b": i, "c": 1} for i in range(20)], total=5)   # 2 of 5
+    actions, unused = beats([{"b": i, "c": 1} for i in range(20)], total=5)   # 2 of 5
     assert actions[-1] == "fence"
-    actions, _ = beats([{"b": i, "c": i} for i in range(20)], total=5)   # 3 of 5
+    actions, unused = beats([{"b": i, "c": i} for i in range(20)], total=5)   # 3 of 5
     assert set(actions) == {"keep"}
 
 
 @pytest.mark.parametrize("total, paused", [(2, False), (3, True)])
 def test_guard_never_fences_without_lease_or_while_paused(total, paused):
-    actions, _ = beats([{}] * 20, total=total, paused=paused)
+    actions, unused = beats([{}] * 20, total=total, paused=paused)
     assert set(actions) == {"keep"}
 
 
 def test_guard_on_a_standby_resets():
-    state, action, _ = safety.guard_step({"majority_at": 0.0}, "standby", {}, 100.0, 3, LEASE)
+    state, action, unused = safety.guard_step({"majority_at": 0.0}, "standby", {}, 100.0, 3, LEASE)
     assert action == "keep" and state["majority_at"] is None
 
 
@@ -83,8 +83,8 @@ DOWN = {"reachable": False, "in_recovery": None}
 PLAN = {"action": "promote", "candidate": "b", "fence": ["a"], "follow": ["c"]}
 
 
-def gate(nodes, fenced=(), revoked=None, now=100.0, total=3, lease=LEASE, plan=PLAN):
-    return safety.promotion_gate(nodes, plan, set(fenced), revoked or {}, now, total, lease)
+def gate(nodes, fenced=(), revoked=None, now=100.0, total=3, lease=None, plan=None):
+    return safety.promotion_gate(nodes, plan or PLAN, set(fenced), revoked or {}, now, total, lease or LEASE)
 
 
 def test_gate_promotes_at_once_when_every_possible_primary_is_fenced():

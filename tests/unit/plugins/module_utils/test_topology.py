@@ -2,7 +2,7 @@
 import pytest
 
 from ansible_collections.pgha.cluster.plugins.module_utils.topology import (
-    Refusal, cluster_state, plan_failover, rank_candidates)
+    Refusal, cluster_state, plan_failover, rank_candidates, rebuild_need)
 
 SYSID = "7441000000000000001"
 
@@ -95,3 +95,22 @@ def test_unreachable_nodes_are_fenced_when_failed_node_unknown():
     nodes = {"pg1": down(), "pg2": standby(lsn=5), "pg3": down()}
     plan = plan_failover(nodes)
     assert plan["fence"] == ["pg1", "pg3"] and plan["candidate"] == "pg2"
+
+
+def streaming_standby(host="10.0.0.1", timeline=2, status="streaming"):
+    return {"reachable": True, "in_recovery": True, "timeline": timeline, "primary_conninfo_host": host,
+            "wal_receiver": {"status": status} if status else None}
+
+
+@pytest.mark.parametrize("target, needed, reason", [
+    (streaming_standby(), False, "already streams from the primary on timeline 2"),
+    (streaming_standby(host="10.0.0.3"), True, "streams from 10.0.0.3"),
+    (streaming_standby(timeline=1), True, "timeline 1, the primary on 2"),
+    (streaming_standby(status=None), True, "WAL receiver is not running"),
+    (streaming_standby(status="waiting"), True, "WAL receiver is waiting"),
+    ({"reachable": True, "in_recovery": False, "timeline": 1}, True, "runs as a primary"),
+    ({"reachable": False, "reason": "connection refused"}, True, "does not answer (connection refused)"),
+])
+def test_rebuild_is_needed_unless_the_node_streams_from_the_primary(target, needed, reason):
+    decision = rebuild_need(target, {"timeline": 2}, "10.0.0.1")
+    assert decision["needed"] is needed and reason in decision["reason"]

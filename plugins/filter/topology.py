@@ -1,0 +1,14 @@
+# -*- coding: utf-8 -*-
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Playbooks read decisions from the decision core through these filters."""
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+from ansible_collections.pgha.cluster.plugins.module_utils.topology import rebuild_need
+
+
+class FilterModule(object):
+
+    def filters(self):
+        return {"rebuild_need": rebuild_need}

@@ -1,0 +1,185 @@
+# -*- coding: utf-8 -*-
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Type, range and choices of every setting a user may give, checked on the controller
+before any host is touched. Plain Python: the lookup plugin setting_errors and the unit
+tests call setting_errors()."""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import re
+
+PORT = ("int", 1, 65535)
+SECONDS = ("int", 1, 86400)
+
+# name -> (type, lowest, highest)
+BOUNDS = {
+    "pgha_postgresql_port": PORT,
+    "pgha_pcp_port": PORT,
+    "pgha_pgpool_port": PORT,
+    "pgha_vip_prefix": ("int", 1, 32),
+    "pgha_lease_seconds": ("float", 1.0, 3.5),
+    "pgpool_health_check_period": ("int", 1, 3600),
+    "pgpool_health_check_timeout": ("int", 1, 3600),
+    "pgpool_health_check_max_retries": ("int", 0, 100),
+    "pgpool_health_check_retry_delay": ("int", 1, 3600),
+    "pgpool_sr_check_period": ("int", 1, 3600),
+    "pgpool_num_init_children": ("int", 1, 10000),
+    "pgpool_max_pool": ("int", 1, 1000),
+    "pgpool_wd_heartbeat_keepalive": ("int", 1, 60),
+    "pgpool_wd_heartbeat_deadtime": ("int", 2, 600),
+    "pgpool_wd_port": PORT,
+    "pgpool_heartbeat_port": PORT,
+    "pgpool_follow_timeout": SECONDS,
+    "pgpool_apply_timeout": ("int", 10, 600),
+    "postgresql_max_connections": ("int", 10, 262143),
+    "keeper_keepalives_time": ("float", 0.2, 60.0),
+    "keeper_keepalives_count": ("int", 1, 100),
+    "failover_follow_timeout": SECONDS,
+    "rebuild_stream_timeout": SECONDS,
+    "replication_stream_timeout": SECONDS,
+    "service_start_timeout": SECONDS,
+    "switchover_catchup_timeout": SECONDS,
+    "switchover_max_lag_bytes": ("int", 0, 2 ** 62),
+}
+
+CHOICES = {
+    "pgha_mode": ("pgpool", "keeper"),
+    "pgha_synchronous_mode": ("off", "on", "remote_apply"),
+    "replication_basebackup_checkpoint": ("fast", "spread"),
+}
+
+BOOLS = (
+    "pgha_no_log", "pgpool_failover_on_backend_error", "pgpool_failover_require_consensus",
+    "pgpool_load_balance_mode", "failover_force", "rebuild_allow_basebackup", "rebuild_basebackup",
+    "status_fail_on_warning", "switchover_maintenance",
+)
+
+# name -> (smaller, larger): the first must stay below the second.
+ORDERED = (
+    ("pgpool_wd_heartbeat_keepalive", "pgpool_wd_heartbeat_deadtime"),
+)
+
+# pgpool.conf settings pgha writes itself (a trailing node number stripped): the failover
+# hooks, the watchdog and the backends are what the safety rules rest on, so
+# pgpool_settings may not replace them; the rest have their own pgpool_* variable.
+PGPOOL_MANAGED = frozenset("""
+allow_clear_text_frontend_auth allow_multiple_failover_requests_from_node arping_cmd arping_path
+auto_failback backend_application_name backend_clustering_mode backend_data_directory backend_flag
+backend_hostname backend_port backend_weight connect_timeout delay_threshold detach_false_primary
+enable_consensus_with_half_votes enable_pool_hba failback_command failover_command
+failover_on_backend_error failover_on_backend_shutdown failover_require_consensus
+failover_when_quorum_exists follow_primary_command health_check_database health_check_max_retries
+health_check_password health_check_period health_check_retry_delay health_check_timeout
+health_check_user heartbeat_device heartbeat_hostname heartbeat_port hostname if_cmd_path
+if_down_cmd if_up_cmd listen_addresses load_balance_mode logdir max_pool num_init_children
+pcp_listen_addresses pcp_port pcp_socket_dir pgpool_port pid_file_name pool_passwd port
+recovery_1st_stage_command recovery_2nd_stage_command recovery_password recovery_user
+search_primary_node_timeout socket_dir sr_check_database sr_check_password sr_check_period
+sr_check_user unix_socket_directories use_watchdog wd_heartbeat_deadtime wd_heartbeat_keepalive
+wd_interval wd_ipc_socket_dir wd_lifecheck_method wd_port wd_priority
+""".split())
+
+# PostgreSQL settings the lease, the replication and the failover depend on: set by pgha
+# (conf.d/pgha.conf, pgha-sync.conf, recovery settings), not by postgresql_settings.
+POSTGRESQL_MANAGED = frozenset("""
+listen_addresses port max_connections password_encryption wal_level wal_log_hints max_wal_senders
+max_replication_slots max_slot_wal_keep_size wal_keep_size hot_standby hot_standby_feedback
+wal_receiver_status_interval wal_receiver_timeout wal_retrieve_retry_interval
+recovery_target_timeline archive_mode archive_command synchronous_standby_names
+synchronous_commit primary_conninfo primary_slot_name restore_command promote_trigger_file
+""".split())
+
+NAMED_SETTING = re.compile(r"^[a-z_][a-z0-9_.]*$")
+TRUE_WORDS = ("true", "yes", "on", "1", "y", "t")
+FALSE_WORDS = ("false", "no", "off", "0", "n", "f")
+
+
+def as_number(kind, value):
+    """int or float from a setting (extra vars arrive as strings); None when it is not one."""
+    if isinstance(value, bool):
+        return None
+    try:
+        number = float(value) if kind == "float" else int(str(value).strip())
+    except (TypeError, ValueError):
+        return None
+    return number
+
+
+def bound_error(name, value):
+    kind, low, high = BOUNDS[name]
+    number = as_number(kind, value)
+    if number is None:
+        return "%s must be %s, got %r" % (name, "an integer" if kind == "int" else "a number", value)
+    if not low <= number <= high:
+        return "%s must be between %s and %s, got %s" % (name, low, high, value)
+    return None
+
+
+def choice_error(name, value):
+    if value not in CHOICES[name]:
+        return "%s must be one of %s, got %r" % (name, ", ".join(CHOICES[name]), value)
+    return None
+
+
+def bool_error(name, value):
+    if isinstance(value, bool) or str(value).strip().lower() in TRUE_WORDS + FALSE_WORDS:
+        return None
+    return "%s must be true or false, got %r" % (name, value)
+
+
+def extra_settings_errors(name, value, managed, strip_number):
+    """Errors of pgpool_settings / postgresql_settings: a mapping of plain names that pgha
+    does not set itself."""
+    if not isinstance(value, dict):
+        return ["%s must be a mapping of setting names to values, got %r" % (name, value)]
+    errors = []
+    for key in sorted(value):
+        base = re.sub(r"[0-9]+$", "", key) if strip_number else key
+        if not isinstance(key, str) or not NAMED_SETTING.match(key):
+            errors.append("%s: %r is not a setting name" % (name, key))
+        elif base in managed:
+            errors.append("%s: %s is set by pgha itself (failover, watchdog or replication depend on it); "
+                          "use its pgpool_/postgresql_/pgha_ variable where one exists" % (name, key))
+        elif isinstance(value[key], (dict, list)) or "'" in str(value[key]) or "\n" in str(value[key]):
+            errors.append("%s: %s must be a single value without quotes or line breaks" % (name, key))
+    return errors
+
+
+def order_errors(values):
+    errors = []
+    for smaller, larger in ORDERED:
+        kind = BOUNDS[smaller][0]
+        low, high = as_number(kind, values.get(smaller)), as_number(kind, values.get(larger))
+        if low is not None and high is not None and low >= high:
+            errors.append("%s (%s) must be smaller than %s (%s)" % (smaller, low, larger, high))
+    return errors
+
+
+def setting_errors(values):
+    """values: the user's settings by name (any subset). Returns a list of messages, each
+    naming the variable, the value and what is allowed; empty when all are valid."""
+    errors = []
+    for name in sorted(values):
+        value = values[name]
+        if name in BOUNDS:
+            error = bound_error(name, value)
+        elif name in CHOICES:
+            error = choice_error(name, value)
+        elif name in BOOLS:
+            error = bool_error(name, value)
+        else:
+            continue
+        if error:
+            errors.append(error)
+    if "pgpool_settings" in values:
+        errors += extra_settings_errors("pgpool_settings", values["pgpool_settings"], PGPOOL_MANAGED, True)
+    if "postgresql_settings" in values:
+        errors += extra_settings_errors("postgresql_settings", values["postgresql_settings"], POSTGRESQL_MANAGED, False)
+    return errors + order_errors(values)
+
+
+def known_settings():
+    return sorted(set(BOUNDS) | set(CHOICES) | set(BOOLS) | {"pgpool_settings", "postgresql_settings"}
+                  | {name for pair in ORDERED for name in pair})

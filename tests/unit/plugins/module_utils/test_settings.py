@@ -1,0 +1,98 @@
+"""Every setting is checked before a host is touched: the table and the messages."""
+import re
+
+import pytest
+
+from ansible_collections.pgha.cluster.plugins.module_utils import settings
+from collection_path import REPO
+
+
+@pytest.mark.parametrize("name, value, expected", [
+    ("pgpool_health_check_period", "-1", "pgpool_health_check_period must be between 1 and 3600, got -1"),
+    ("pgpool_health_check_period", 0, "between 1 and 3600"),
+    ("pgha_lease_seconds", 4.0, "pgha_lease_seconds must be between 1.0 and 3.5"),
+    ("pgha_postgresql_port", "abc", "pgha_postgresql_port must be an integer, got 'abc'"),
+    ("pgpool_wd_port", 70000, "between 1 and 65535"),
+    ("pgpool_max_pool", "2.5", "pgpool_max_pool must be an integer"),
+    ("pgpool_max_pool", True, "pgpool_max_pool must be an integer"),
+    ("keeper_keepalives_time", "soon", "keeper_keepalives_time must be a number"),
+    ("switchover_max_lag_bytes", -5, "between 0 and"),
+    ("pgha_vip_prefix", 33, "between 1 and 32"),
+    ("pgha_synchronous_mode", "sometimes", "pgha_synchronous_mode must be one of off, on, remote_apply, got 'sometimes'"),
+    ("pgha_mode", "cloud", "pgha_mode must be one of pgpool, keeper"),
+    ("replication_basebackup_checkpoint", "slow", "must be one of fast, spread"),
+    ("pgpool_load_balance_mode", "maybe", "pgpool_load_balance_mode must be true or false"),
+])
+def test_a_bad_value_is_named_with_what_is_allowed(name, value, expected):
+    errors = settings.setting_errors({name: value})
+    assert len(errors) == 1 and expected in errors[0], errors
+
+
+@pytest.mark.parametrize("name, value", [
+    ("pgpool_health_check_period", "5"), ("pgha_lease_seconds", "2.5"), ("pgha_postgresql_port", 5433),
+    ("pgpool_load_balance_mode", "yes"), ("pgpool_failover_on_backend_error", False),
+    ("pgha_synchronous_mode", "remote_apply"), ("switchover_max_lag_bytes", 0),
+])
+def test_good_values_pass(name, value):
+    assert settings.setting_errors({name: value}) == []
+
+
+def test_unknown_names_are_left_to_the_roles():
+    assert settings.setting_errors({"pgha_admin_user": "x", "something_else": -1}) == []
+
+
+def test_every_error_is_reported_at_once():
+    errors = settings.setting_errors({"pgpool_health_check_period": -1, "pgha_mode": "x", "pgpool_max_pool": "y"})
+    assert len(errors) == 3
+
+
+def test_heartbeat_deadtime_must_exceed_the_keepalive():
+    errors = settings.setting_errors({"pgpool_wd_heartbeat_keepalive": 5, "pgpool_wd_heartbeat_deadtime": 5})
+    assert errors == ["pgpool_wd_heartbeat_keepalive (5) must be smaller than pgpool_wd_heartbeat_deadtime (5)"]
+
+
+@pytest.mark.parametrize("extra, expected", [
+    ({"failover_command": "/bin/true"}, "pgpool_settings: failover_command is set by pgha itself"),
+    ({"backend_hostname3": "x"}, "pgpool_settings: backend_hostname3 is set by pgha itself"),
+    ({"client idle": 1}, "is not a setting name"),
+    ({"client_idle_limit": "1'; failover_command = 'x"}, "without quotes or line breaks"),
+])
+def test_pgpool_settings_may_not_replace_what_pgha_sets(extra, expected):
+    errors = settings.setting_errors({"pgpool_settings": extra})
+    assert len(errors) == 1 and expected in errors[0], errors
+
+
+def test_extra_settings_pass_when_pgha_does_not_set_them():
+    assert settings.setting_errors({"pgpool_settings": {"client_idle_limit": 300},
+                                    "postgresql_settings": {"work_mem": "64MB", "shared_buffers": "1GB"}}) == []
+
+
+@pytest.mark.parametrize("key", ["wal_receiver_timeout", "synchronous_standby_names", "primary_conninfo"])
+def test_postgresql_settings_may_not_replace_the_lease_or_the_replication(key):
+    errors = settings.setting_errors({"postgresql_settings": {key: "x"}})
+    assert len(errors) == 1 and "postgresql_settings: %s is set by pgha itself" % key in errors[0]
+
+
+def template_keys(path):
+    return {re.sub(r"\{\{.*$|[0-9]+$", "", m) for m in re.findall(r"^([a-z_0-9]+(?:\{\{[^}]*\}\})?)\s*=", path.read_text(), re.M)}
+
+
+def test_the_managed_lists_cover_what_the_templates_write():
+    pgpool = template_keys(REPO / "roles/pgpool/templates/pgpool.conf.j2")
+    optional = {"log_connections", "log_destination", "log_line_prefix", "logging_collector",
+                "reserved_connections", "statement_level_load_balance", "recovery_"}
+    assert pgpool - optional - settings.PGPOOL_MANAGED == set()
+    postgresql = template_keys(REPO / "roles/postgresql/templates/conf.d/pgha.conf.j2")
+    optional = {"logging_collector", "log_line_prefix", "log_connections"}
+    assert postgresql - optional - settings.POSTGRESQL_MANAGED == set()
+
+
+def test_every_numeric_or_enumerated_role_option_is_in_the_table():
+    import yaml
+    names = set()
+    for spec_file in (REPO / "roles").glob("*/meta/argument_specs.yml"):
+        for entry in yaml.safe_load(spec_file.read_text())["argument_specs"].values():
+            for name, option in (entry.get("options") or {}).items():
+                if option.get("type") in ("int", "float", "bool") or "choices" in option:
+                    names.add(name)
+    assert names - set(settings.known_settings()) == set()
