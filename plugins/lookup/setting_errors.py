@@ -13,7 +13,7 @@ description:
     vars, role defaults in scope) and returns one message per invalid value, naming the
     variable, the value and what is allowed. An empty list means every setting is valid.
   - Covers the numeric settings of every role (ports, timeouts, health check and watchdog
-    periods, the lease), the enumerations (O(pgha_mode), O(pgha_synchronous_mode), ...),
+    periods, the lease), the enumerations (C(pgha_mode), C(pgha_synchronous_mode), ...),
     the booleans, and the extra settings mappings C(pgpool_settings) and
     C(postgresql_settings), which may not replace what pgha sets itself (the failover
     hooks, the watchdog, the replication timeouts the lease rests on).
