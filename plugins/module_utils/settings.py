@@ -34,6 +34,7 @@ BOUNDS = {
     "pgpool_follow_timeout": SECONDS,
     "pgpool_apply_timeout": ("int", 10, 600),
     "postgresql_max_connections": ("int", 10, 262143),
+    "postgresql_restart_timeout": ("int", 10, 3600),
     "keeper_keepalives_time": ("float", 0.2, 60.0),
     "keeper_keepalives_count": ("int", 1, 100),
     "failover_follow_timeout": SECONDS,
@@ -53,7 +54,7 @@ CHOICES = {
 BOOLS = (
     "pgha_no_log", "pgpool_failover_on_backend_error", "pgpool_failover_require_consensus",
     "pgpool_load_balance_mode", "failover_force", "rebuild_allow_basebackup", "rebuild_basebackup",
-    "status_fail_on_warning", "switchover_maintenance",
+    "status_fail_on_warning", "switchover_maintenance", "pgha_break_lock", "pgha_pool_attach_may_fail",
 )
 
 # name -> (smaller, larger): the first must stay below the second.

@@ -46,7 +46,7 @@ def test_site_refuses_bad_inventory(ansible, lab, tmp_path, mutate, message):
     assert message in result.stdout, result.stdout[-2000:]
     recap = [line for line in result.stdout.splitlines() if ": ok=" in line]
     assert recap and all("changed=0 " in line for line in recap), "\n".join(recap)
-    assert "Site (2/5)" not in result.stdout
+    assert "Site (2/6)" not in result.stdout
 
 
 BAD_SETTINGS = {
@@ -82,4 +82,4 @@ def test_site_refuses_bad_settings_before_touching_a_host(ansible, lab):
     assert "postgresql_settings: wal_receiver_timeout is set by pgha" in result.stdout
     recap = [line for line in result.stdout.splitlines() if ": ok=" in line]
     assert recap and all("changed=0 " in line for line in recap), "\n".join(recap)
-    assert "Site (2/5)" not in result.stdout
+    assert "Site (2/6)" not in result.stdout

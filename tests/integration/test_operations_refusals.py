@@ -41,6 +41,28 @@ def test_failover_without_failure_changes_nothing(ansible, lab):
     assert roles(lab) == before
 
 
+LOCK = "/var/lib/pgha/operation.lock"
+
+
+def test_a_leaked_lock_refuses_until_broken_by_name(ansible, lab):
+    """A run that died leaves its lock: the next run is refused, naming the holder;
+    -e break_lock=true says whose lock it breaks, runs, and leaves no lock behind."""
+    before = roles(lab)
+    for node in lab["nodes"]:
+        lab_exec(node, "mkdir -p %s && echo 'failover by ghost on gone-host' > %s/holder" % (LOCK, LOCK))
+    try:
+        assert_refused(ansible.playbook("pgha.cluster.failover"), "another operation holds the cluster lock "
+                                                                  "(failover by ghost on gone-host)")
+        result = ansible.playbook("pgha.cluster.failover", "-e", "break_lock=true")
+        assert result.returncode == 0, result.stdout[-2500:]
+        assert "broke the cluster lock of: failover by ghost on gone-host" in result.stdout
+        assert "Nothing to do" in result.stdout
+    finally:
+        for node in lab["nodes"]:
+            lab_exec(node, "rm -rf %s" % LOCK)
+    assert roles(lab) == before
+
+
 def test_rebuild_of_the_primary_is_refused(ansible, lab):
     before = roles(lab)
     assert_refused(ansible.playbook("pgha.cluster.rebuild", "-e", "target=%s" % primary_of(before)),

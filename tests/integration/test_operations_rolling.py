@@ -1,0 +1,57 @@
+"""A setting only the server can refuse costs one node for seconds, never the cluster:
+site.yml changes one node, sees it not come back, puts its previous files back and stops;
+writes through the virtual IP go on the whole time (the longest pause is reported)."""
+import time
+
+from cluster_probe import Writer, followers_ok, lab_exec, pool_attached, primaries, survey, wait_for
+from conftest import report
+
+PAUSE_BOUND = 30.0  # liveness: generous, the goal (a few seconds) is in the report
+
+
+def site_with(ansible, lab, settings_json):
+    writer = Writer(lab)
+    writer.start()
+    assert wait_for(lambda: len(writer.acked) > 10, 20), "no writes through the VIP before the change"
+    started = time.time()
+    result = ansible.playbook("pgha.cluster.site", "-e", settings_json)
+    time.sleep(2)
+    writer.stop.set()
+    writer.join(10)
+    during = [t for _, t, _ in writer.acked if t >= started]
+    assert during, "no write went through while site.yml ran"
+    pause = max(b - a for a, b in zip([started] + during, during + [time.time()]))
+    return result, pause
+
+
+def config_has(node, path, text):
+    return lab_exec(node, "grep -qF %s %s" % (repr(text), path)).returncode == 0
+
+
+def test_a_pgpool_setting_pgpool_refuses_stops_the_roll_at_the_first_node(ansible, lab, healthy_cluster):
+    result, pause = site_with(ansible, lab, '{"pgpool_settings": {"child_life_time": "-1"}}')
+    assert result.returncode != 0, "site.yml accepted a value pgpool refuses"
+    assert "did not come back" in result.stdout and "previous files are back" in result.stdout, result.stdout[-3000:]
+    for node in lab["nodes"]:
+        assert not config_has(node, "/etc/pgpool2/pgpool.conf", "child_life_time = '-1'"), node
+        assert lab_exec(node, "systemctl is-active pgpool2").stdout.strip() == "active", node
+    assert pause < PAUSE_BOUND, "writes through the VIP paused %.1f s" % pause
+    report("rolling.txt", "pgpool setting refused by pgpool: roll stopped at the first node, longest write "
+           "pause through the VIP %.2f s" % pause)
+
+
+def test_a_postgresql_setting_that_fails_the_restart_stops_at_the_first_standby(ansible, lab, healthy_cluster):
+    primary = primaries(survey(lab))[0]
+    result, pause = site_with(ansible, lab, '{"postgresql_settings": {"shared_buffers": "4TB"}}')
+    assert result.returncode != 0, "site.yml accepted shared_buffers the server cannot start with"
+    assert "did not come back streaming" in result.stdout and "no other node was restarted" in result.stdout, \
+        result.stdout[-3000:]
+    conf = "/etc/postgresql/*/main/conf.d/pgha.conf"
+    for node in lab["nodes"]:
+        assert not config_has(node, conf, "4TB"), "%s kept the refused setting" % node
+    assert primaries(survey(lab)) == [primary], "the primary changed"
+    assert wait_for(lambda: followers_ok(lab, primary), 60), "a standby does not stream again"
+    assert wait_for(lambda: pool_attached(lab, list(lab["nodes"])), 30), "pgpool did not attach every node again"
+    assert pause < PAUSE_BOUND, "writes through the VIP paused %.1f s" % pause
+    report("rolling.txt", "PostgreSQL setting that fails a restart: roll stopped at the first standby, "
+           "longest write pause through the VIP %.2f s" % pause)
