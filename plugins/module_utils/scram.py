@@ -14,12 +14,38 @@ import base64
 import hashlib
 import hmac
 import os
+import stringprep
+import unicodedata
 
 ITERATIONS = 4096
 
+PROHIBITED = (stringprep.in_table_c12, stringprep.in_table_c21_c22, stringprep.in_table_c3,
+              stringprep.in_table_c4, stringprep.in_table_c5, stringprep.in_table_c6,
+              stringprep.in_table_c7, stringprep.in_table_c8, stringprep.in_table_c9,
+              stringprep.in_table_a1)
+
+
+def saslprep(password):
+    """The password libpq and the server hash (RFC 4013 SASLprep as PostgreSQL applies it):
+    ASCII unchanged; otherwise non-ASCII spaces mapped to a space, characters mapped to
+    nothing removed, NFKC. A password SASLprep prohibits (control or unassigned characters,
+    a bidirectional mix) is used as it is, as PostgreSQL does."""
+    if all(ord(char) < 128 for char in password):
+        return password
+    mapped = "".join(" " if stringprep.in_table_c12(char) else char
+                     for char in password if not stringprep.in_table_b1(char))
+    normalized = unicodedata.normalize("NFKC", mapped)
+    if not normalized or any(table(char) for char in normalized for table in PROHIBITED):
+        return password
+    right_to_left = [stringprep.in_table_d1(char) for char in normalized]
+    if any(right_to_left):
+        if any(stringprep.in_table_d2(char) for char in normalized) or not (right_to_left[0] and right_to_left[-1]):
+            return password
+    return normalized
+
 
 def _keys(password, salt, iterations):
-    salted = hashlib.pbkdf2_hmac("sha256", password.encode("utf-8"), salt, iterations)
+    salted = hashlib.pbkdf2_hmac("sha256", saslprep(password).encode("utf-8"), salt, iterations)
     client_key = hmac.new(salted, b"Client Key", hashlib.sha256).digest()
     stored_key = hashlib.sha256(client_key).digest()
     server_key = hmac.new(salted, b"Server Key", hashlib.sha256).digest()

@@ -14,6 +14,9 @@ description:
   - Creates or updates one login role. The password is turned into a SCRAM-SHA-256
     verifier by the module, so the plaintext never appears in SQL or server logs, and a
     role whose stored verifier already matches is left alone.
+  - The password is prepared with SASLprep (RFC 4013) as libpq and the server do, so
+    non-ASCII passwords log in; the iteration count is the server's C(scram_iterations)
+    (PostgreSQL 16 and later), 4096 before.
   - Only what pgha needs (replication, superuser, membership in predefined roles); use
     community.postgresql for general role management.
 extends_documentation_fragment:
@@ -70,7 +73,7 @@ from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.pgha.cluster.plugins.module_utils.ansible_glue import ensure_psycopg2
 from ansible_collections.pgha.cluster.plugins.module_utils.postgres import (
     DRIVER_ERRORS, PgConnectError, connect, login_argument_spec, query, query_one, safe_message)
-from ansible_collections.pgha.cluster.plugins.module_utils.scram import make_verifier, verifier_matches
+from ansible_collections.pgha.cluster.plugins.module_utils.scram import ITERATIONS, make_verifier, verifier_matches
 
 IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
 
@@ -127,7 +130,9 @@ def main():
         current = query_one(conn, ROLE_SQL, (params["name"],))
         steps = plan(current, params)
         if steps and not module.check_mode:
-            verifier = make_verifier(params["password"])
+            # PostgreSQL 16+ lets the server choose the iteration count; older ones use 4096.
+            setting = query_one(conn, "SELECT current_setting('scram_iterations', true) AS iterations")
+            verifier = make_verifier(params["password"], iterations=int((setting or {}).get("iterations") or ITERATIONS))
             for step in steps:
                 query(conn, step, (verifier,) if "%s" in step else None)
     except DRIVER_ERRORS as exc:
