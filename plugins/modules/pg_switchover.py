@@ -158,6 +158,20 @@ def hand_over(server, conn, timeout):
             "promote_seconds": round(time.time() - stopped, 3)}
 
 
+def roles_diff(before, after):
+    """Roles of the two servers before and after the hand-over (after None: as planned)."""
+    def view(target_role, timeline, local_role):
+        return {"target": {"role": target_role, "timeline": timeline}, "local": {"role": local_role}}
+    if after is None:
+        return {"before": view(before["role"], before["timeline"], "primary"),
+                "after": view("primary", (before["timeline"] or 0) + 1, "stopped")}
+    if after is before:
+        return {"before": view(before["role"], before["timeline"], "stopped"),
+                "after": view(before["role"], before["timeline"], "stopped")}
+    return {"before": view(before["role"], before["timeline"], "primary"),
+            "after": view(after["role"], after["timeline"], "stopped")}
+
+
 def main():
     argument_spec = login_argument_spec()
     argument_spec.update(
@@ -181,12 +195,13 @@ def main():
             if target["in_recovery"]:
                 raise Aborted("refused, nothing changed: the local server is not running and the target is a "
                               "standby; there is no primary to hand over from")
-            module.exit_json(changed=False, timeline=target["timeline"], **nothing)
+            module.exit_json(changed=False, timeline=target["timeline"], diff=roles_diff(target, target), **nothing)
         check_request(target, server.controldata())
         if module.check_mode:
-            module.exit_json(changed=True, timeline=target["timeline"], **nothing)
+            module.exit_json(changed=True, timeline=target["timeline"], diff=roles_diff(target, None), **nothing)
         result = hand_over(server, conn, params["timeout"])
-        timeline = read_facts(conn)["timeline"]
+        after = read_facts(conn)
+        timeline = after["timeline"]
     except Aborted as exc:
         module.fail_json(msg=str(exc), **nothing)
     except (RuntimeError,) + DRIVER_ERRORS as exc:
@@ -194,7 +209,7 @@ def main():
                          **nothing)
     finally:
         conn.close()
-    module.exit_json(changed=True, timeline=timeline, **result)
+    module.exit_json(changed=True, timeline=timeline, diff=roles_diff(target, after), **result)
 
 
 if __name__ == "__main__":

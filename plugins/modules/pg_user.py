@@ -107,6 +107,19 @@ def plan(current, params):
     return steps
 
 
+def role_diff(current, params, steps):
+    """Attributes and memberships before and after; the password only as changed or not."""
+    after = {"exists": True, "login": True, "superuser": params["superuser"], "replication": params["replication"],
+             "member_of": sorted(set(params["member_of"]) | set(current["member_of"] if current else [])),
+             "password": "changed" if any("PASSWORD" in step for step in steps) else "unchanged"}
+    if current is None:
+        return {"before": {"exists": False}, "after": after}
+    before = {"exists": True, "login": current["rolcanlogin"], "superuser": current["rolsuper"],
+              "replication": current["rolreplication"], "member_of": sorted(current["member_of"]),
+              "password": "unchanged"}
+    return {"before": before, "after": after}
+
+
 def main():
     argument_spec = login_argument_spec()
     argument_spec.update(
@@ -140,8 +153,7 @@ def main():
     finally:
         conn.close()
     shown = [s.replace("%s", "'********'") for s in steps]
-    module.exit_json(changed=bool(steps), executed_queries=shown,
-                     diff={"before": {"exists": current is not None}, "after": {"exists": True}})
+    module.exit_json(changed=bool(steps), executed_queries=shown, diff=role_diff(current, params, steps))
 
 
 if __name__ == "__main__":
