@@ -96,3 +96,13 @@ def test_every_numeric_or_enumerated_role_option_is_in_the_table():
                 if option.get("type") in ("int", "float", "bool") or "choices" in option:
                     names.add(name)
     assert names - set(settings.known_settings()) == set()
+
+
+def test_every_role_entry_point_has_a_description():
+    import yaml
+    missing = []
+    for spec_file in sorted((REPO / "roles").glob("*/meta/argument_specs.yml")):
+        for name, entry in yaml.safe_load(spec_file.read_text())["argument_specs"].items():
+            if not entry.get("short_description") or not entry.get("description"):
+                missing.append("%s:%s" % (spec_file.parts[-3], name))
+    assert missing == []
