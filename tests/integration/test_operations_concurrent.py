@@ -8,7 +8,7 @@ from cluster_probe import (KillPostmaster, Sampler, followers_ok, lab_exec, pool
                            wait_for)
 from conftest import report
 
-CYCLES = int(os.environ.get("PGHA_CHAOS_OTHER_CYCLES", "3"))
+CYCLES = int(os.environ.get("PGHA_CHAOS_OTHER_CYCLES", "2"))
 MAINTENANCE = "/var/lib/pgha/maintenance"
 
 

@@ -20,7 +20,7 @@ from conftest import report
 from ansible_collections.pgha.cluster.plugins.module_utils.pg_facts import survey_node
 
 KILL_CYCLES = int(os.environ.get("PGHA_CHAOS_CYCLES", "3"))
-OTHER_CYCLES = int(os.environ.get("PGHA_CHAOS_OTHER_CYCLES", "3"))
+OTHER_CYCLES = int(os.environ.get("PGHA_CHAOS_OTHER_CYCLES", "2"))
 FOLLOW_BUDGET = 10.0
 
 

@@ -5,7 +5,7 @@ from cluster_probe import (Writer, check_no_acked_row_lost, check_reads_through_
                            lab_exec, pool_attached, primaries, survey, wait_for)
 from conftest import report
 
-CYCLES = int(os.environ.get("PGHA_CHAOS_OTHER_CYCLES", "3"))
+CYCLES = int(os.environ.get("PGHA_CHAOS_OTHER_CYCLES", "2"))
 
 
 def pool_status(ansible, lab, node):

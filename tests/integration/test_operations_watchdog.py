@@ -8,7 +8,7 @@ import statistics
 from cluster_probe import LIVENESS_NODE_LOSS, Writer, lab_exec, pool_attached, primaries, survey, wait_for
 from conftest import report
 
-CYCLES = int(os.environ.get("PGHA_CHAOS_OTHER_CYCLES", "3"))
+CYCLES = int(os.environ.get("PGHA_CHAOS_OTHER_CYCLES", "2"))
 
 
 def watchdog(ansible, lab):
