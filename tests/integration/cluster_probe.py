@@ -1,4 +1,5 @@
 """Probes for operations tests: a writer through pgpool, a role sampler, cluster checks."""
+import itertools
 import subprocess
 import threading
 import time
@@ -29,13 +30,20 @@ CLIENT_KEEPALIVES = {"keepalives_idle": 1, "keepalives_interval": 1, "keepalives
                      "tcp_user_timeout": 3000}
 
 
+WRITERS = 16
+WRITER_NUMBERS = itertools.count()
+
+
 class Writer(threading.Thread):
     """Inserts numbered rows through pgpool (or the given entry point); keeps (id, time, server
     address) of each acknowledged one."""
 
     def __init__(self, lab, host=None, port=9999, pause=0.02, **options):
         super().__init__(daemon=True)
-        self.lab, self.stop, self.acked, self.next_id = lab, threading.Event(), [], int(time.time() * 1000)
+        # Several writers at once (through the VIP and straight to a node) must not collide:
+        # each takes every WRITERS-th id from its own offset.
+        self.lab, self.stop, self.acked = lab, threading.Event(), []
+        self.next_id = int(time.time() * 1000) * WRITERS + next(WRITER_NUMBERS) % WRITERS
         self.pause = pause
         self.errors = []  # (time, first line of the error): explains a long write pause
         self.dsn = dict({"host": host or lab["vip"], "port": port, "user": "pgha_admin",
@@ -49,7 +57,7 @@ class Writer(threading.Thread):
                 if conn is None:
                     conn = psycopg2.connect(**self.dsn)
                     conn.autocommit = True
-                self.next_id += 1
+                self.next_id += WRITERS
                 with conn.cursor() as cur:
                     cur.execute("INSERT INTO pgha_chaos (id) VALUES (%s) RETURNING host(inet_server_addr())",
                                 (self.next_id,))
