@@ -39,7 +39,8 @@ def test_primary_cut_from_its_peers_stops_before_the_promotion(lab, ansible, hea
     try:
         first = wait_for(lambda: [(t, s) for _, t, s in via_vip.acked if t > cut_at and s != old_address],
                          LIVENESS_NODE_LOSS, 0.05)
-        assert first, "no write on a new primary within %.0f s of the partition" % LIVENESS_NODE_LOSS
+        assert first, "no write on a new primary within %.0f s of the partition (writer's last errors %s, last acked %s)" % (
+            LIVENESS_NODE_LOSS, via_vip.errors[-3:], via_vip.acked[-1:])
         time.sleep(2)
         late = [t for _, t, _ in direct.acked if t >= first[0][0]]
         old_last = max([t for _, t, _ in direct.acked if t > cut_at] or [cut_at])
