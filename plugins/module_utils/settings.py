@@ -67,7 +67,7 @@ ORDERED = (
 # pgpool_settings may not replace them; the rest have their own pgpool_* variable.
 PGPOOL_MANAGED = frozenset("""
 allow_clear_text_frontend_auth allow_multiple_failover_requests_from_node arping_cmd arping_path
-auto_failback auto_failback_interval backend_application_name backend_clustering_mode backend_data_directory backend_flag
+auto_failback backend_application_name backend_clustering_mode backend_data_directory backend_flag
 backend_hostname backend_port backend_weight connect_timeout delay_threshold detach_false_primary
 enable_consensus_with_half_votes enable_pool_hba failback_command failover_command
 failover_on_backend_error failover_on_backend_shutdown failover_require_consensus

@@ -3,6 +3,7 @@
     pgha-hook failover %d %h %p %D %m %H %M %P %r %R %N %S
     pgha-hook follow   %d %h %p %D %m %H %M %P %r %R %N %S
     pgha-hook reattach NODE_ID          (started by failover in the background)
+    pgha-hook reattach-standby NODE_ID  (started by failover in the background)
     pgha-hook fence NODE_NAME REASON    (started by failover in the background)
 
 Failover (pgpool waits for it): module_utils/failover_flow decides step by step (plan,
@@ -249,6 +250,10 @@ def failover(config, args):
             log("backend %s still answers as primary: attaching it again in pgpool" % args["node_id"])
             start_background("reattach", args["node_id"])
         return 1
+    if result["result"] == "none":
+        # Not a primary's failure: pgpool detaches the standby; attach it again once it
+        # streams from the primary (after a cut heals or the node restarts).
+        start_background("reattach-standby", args["node_id"])
     return 0
 
 
@@ -286,6 +291,33 @@ def reattach(config, args, timeout=60):
         except Exception as exc:  # pgpool may still be busy with its failover: try again
             log("reattach: %s not attached yet (%s)" % (node["name"], exc))
     log("reattach: gave up attaching %s after %d s" % (node["name"], timeout), syslog.LOG_ERR)
+    return 1
+
+
+def reattach_standby(config, args, timeout=600):
+    """Attach a detached standby once it streams from the only primary (topology.rebuild_need)."""
+    from ansible_collections.pgha.cluster.plugins.module_utils import pg_facts, topology
+    node = config["nodes"][int(args["node_id"])]
+    addresses = by_name(config)
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        time.sleep(2)
+        facts = survey(config, pg_facts)
+        live = [name for name, f in facts.items() if is_live_primary(f)]
+        if len(live) != 1 or live == [node["name"]]:
+            continue
+        if topology.rebuild_need(facts[node["name"]], facts[live[0]], addresses[live[0]]["address"])["needed"]:
+            continue
+        try:
+            pcp = pcp_client(config)
+            if pcp.node_info()[int(args["node_id"])]["status"] not in ("up", "waiting"):
+                pcp.attach(args["node_id"])
+            log("reattach: standby %s streams from %s and is attached" % (node["name"], live[0]))
+            return 0
+        except Exception as exc:  # pgpool may be busy: try again
+            log("reattach: standby %s not attached yet (%s)" % (node["name"], exc))
+    log("reattach: standby %s did not stream from a primary within %d s; left detached" % (node["name"], timeout),
+        syslog.LOG_WARNING)
     return 1
 
 
@@ -365,7 +397,8 @@ def _run_env(argv, env):
 
 def main(argv):
     syslog.openlog("pgha-hook", syslog.LOG_PID)
-    commands = {"failover": failover, "follow": follow, "reattach": reattach, "fence": fence_until_done}
+    commands = {"failover": failover, "follow": follow, "reattach": reattach, "reattach-standby": reattach_standby,
+                "fence": fence_until_done}
     if len(argv) < 3 or argv[1] not in commands:
         log("usage: pgha-hook failover|follow %d %h %p %D %m %H %M %P %r %R %N %S", syslog.LOG_ERR)
         return 2
