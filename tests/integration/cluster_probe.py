@@ -72,6 +72,32 @@ class Writer(threading.Thread):
                 time.sleep(0.05)
 
 
+class FreshWriter(Writer):
+    """A new client every `pause` seconds, each on its own connection and thread: answers
+    "does the cluster take writes from a new client", which one session stuck on a server
+    that was cut away (its commit waiting behind pgpool) cannot tell."""
+
+    def run(self):
+        while not self.stop.is_set():
+            self.next_id += WRITERS
+            threading.Thread(target=self.commit_one, args=(self.next_id,), daemon=True).start()
+            time.sleep(max(self.pause, 0.1))
+
+    def commit_one(self, row_id):
+        try:
+            conn = psycopg2.connect(**self.dsn)
+            try:
+                conn.autocommit = True
+                with conn.cursor() as cur:
+                    cur.execute("INSERT INTO pgha_chaos (id) VALUES (%s) RETURNING host(inet_server_addr())", (row_id,))
+                    server = cur.fetchone()[0]
+                self.acked.append((row_id, time.time(), server))
+            finally:
+                conn.close()
+        except psycopg2.Error as exc:
+            self.errors.append((time.time(), (str(exc).strip().splitlines() or [type(exc).__name__])[0][:100]))
+
+
 def node_connect(lab, node, timeout=3, **options):
     """An autocommit session on one node's PostgreSQL as the admin user."""
     conn = psycopg2.connect(host=lab["nodes"][node], port=5432, user="pgha_admin", password=lab["pgha_admin_password"],

@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from cluster_probe import (LIVENESS_NODE_LOSS, Sampler, Writer, check_no_acked_row_lost, followers_ok, lab_cli,
+from cluster_probe import (LIVENESS_NODE_LOSS, FreshWriter, Sampler, Writer, check_no_acked_row_lost, followers_ok, lab_cli,
                            lab_exec, pool_attached, primaries, survey, wait_for)
 from conftest import report
 from test_operations_watchdog import vip_holders
@@ -33,7 +33,7 @@ def stopped(*threads):
 def test_primary_cut_from_its_peers_stops_before_the_promotion(lab, ansible, healthy_cluster):
     old = healthy_cluster
     old_address, peers = lab["nodes"][old], [n for n in lab["nodes"] if n != old]
-    via_vip, direct, sampler = started(Writer(lab), Writer(lab, host=old_address, port=5432), Sampler(lab))
+    via_vip, direct, sampler = started(FreshWriter(lab), Writer(lab, host=old_address, port=5432), Sampler(lab))
     assert wait_for(lambda: len(via_vip.acked) > 20 and len(direct.acked) > 20, 20), "writers never wrote"
     cut_at = float(lab_cli("partition", old, "--from", ",".join(peers)).split()[0])
     try:
