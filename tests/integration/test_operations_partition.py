@@ -33,14 +33,17 @@ def stopped(*threads):
 def test_primary_cut_from_its_peers_stops_before_the_promotion(lab, ansible, healthy_cluster):
     old = healthy_cluster
     old_address, peers = lab["nodes"][old], [n for n in lab["nodes"] if n != old]
+    # New clients straight to the peers find the new primary (the virtual IP's move after a
+    # partition is the watchdog's part, measured by the link-cut failover test and bin/bench).
+    to_peers = [FreshWriter(lab, host=lab["nodes"][peer], port=5432, pause=0.2) for peer in peers]
     via_vip, direct, sampler = started(FreshWriter(lab), Writer(lab, host=old_address, port=5432), Sampler(lab))
+    started(*to_peers)
     assert wait_for(lambda: len(via_vip.acked) > 20 and len(direct.acked) > 20, 20), "writers never wrote"
     cut_at = float(lab_cli("partition", old, "--from", ",".join(peers)).split()[0])
     try:
-        first = wait_for(lambda: [(t, s) for _, t, s in via_vip.acked if t > cut_at and s != old_address],
+        first = wait_for(lambda: sorted((t, s) for writer in to_peers for _, t, s in writer.acked if t > cut_at),
                          LIVENESS_NODE_LOSS, 0.05)
-        assert first, "no write on a new primary within %.0f s of the partition (writer's last errors %s, last acked %s)" % (
-            LIVENESS_NODE_LOSS, via_vip.errors[-3:], via_vip.acked[-1:])
+        assert first, "no write on a new primary within %.0f s of the partition" % LIVENESS_NODE_LOSS
         time.sleep(2)
         late = [t for _, t, _ in direct.acked if t >= first[0][0]]
         old_last = max([t for _, t, _ in direct.acked if t > cut_at] or [cut_at])
@@ -48,10 +51,11 @@ def test_primary_cut_from_its_peers_stops_before_the_promotion(lab, ansible, hea
         assert lab_exec(old, "test -e /var/lib/pgha/fenced").returncode == 0, "the old primary is not fenced"
     finally:
         lab_cli("heal", old)
-    stopped(via_vip, direct, sampler)
+    stopped(via_vip, direct, sampler, *to_peers)
     assert sampler.two_primaries == [], "two primaries acknowledging commits: %s" % sampler.two_primaries[:3]
     new = [n for n, a in lab["nodes"].items() if a == first[0][1]][0]
-    check_no_acked_row_lost(lab, new, via_vip.acked)   # the lab runs synchronous replication
+    # the lab runs synchronous replication: nothing acknowledged through the VIP or by the new primary is lost
+    check_no_acked_row_lost(lab, new, via_vip.acked + [row for writer in to_peers for row in writer.acked])
     result = ansible.playbook("pgha.cluster.rebuild", "-e", "target=%s" % old)
     assert result.returncode == 0, result.stdout[-3000:]
     assert wait_for(lambda: followers_ok(lab, new), 30)
