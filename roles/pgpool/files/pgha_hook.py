@@ -102,8 +102,6 @@ def fence_all(config, names, reason):
             result = {"kind": "primary", "timeline": None}
         if result:
             results[name] = result
-        else:
-            start_background("fence", name, reason)  # the node may come back: stop it then
 
     in_parallel([threading.Thread(target=fence, args=(n,)) for n in names], 40)
     return results
@@ -188,6 +186,7 @@ class Executor:
         from ansible_collections.pgha.cluster.plugins.module_utils import pg_facts, postgres, safety
         self.config, self.pg_facts, self.postgres, self.safety = config, pg_facts, postgres, safety
         self.named, self.started = by_name(config), started
+        self.unverified = set()  # fences that did not reach their node
 
     def __call__(self, request):
         return getattr(self, "do_" + request[0])(*request[1:])
@@ -206,7 +205,9 @@ class Executor:
                                     dict((n["address"], n["name"]) for n in self.config["nodes"]))
 
     def do_fence(self, names):
-        return fence_all(self.config, names, "pgha failover")
+        results = fence_all(self.config, names, "pgha failover")
+        self.unverified |= set(names) - set(results)
+        return results
 
     def do_revoke(self, names):
         done = []
@@ -240,7 +241,13 @@ def failover(config, args):
     steps = failover_flow.failover_steps(failed["name"], len(nodes), config["lease"], config.get("hook_seconds", 40),
                                          sync_required=config.get("sync_required", 0),
                                          sync_names=[n for n in sync_names if n != failed["name"]])
-    result = failover_flow.drive(steps, Executor(config, started))
+    executor = Executor(config, started)
+    result = failover_flow.drive(steps, executor)
+    if result["result"] == "promoted":
+        # An old primary that did not answer may come back: keep trying to stop it. Only
+        # after a promotion: after a refusal it is still the cluster's primary.
+        for name in sorted(executor.unverified):
+            start_background("fence", name, "pgha failover")
     log("failover of %s: %s: %s (%.3f s)"
         % (failed["name"], result["result"], result["reason"], time.monotonic() - started),
         syslog.LOG_ERR if result["result"] == "refused" else syslog.LOG_NOTICE)
