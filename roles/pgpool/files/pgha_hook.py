@@ -275,28 +275,34 @@ def start_background(command, *args):
                      stderr=subprocess.DEVNULL, close_fds=True)
 
 
+def attached(config, node, node_id):
+    """Attach the backend in pgpool unless it is up already; False while pgpool is busy."""
+    try:
+        pcp = pcp_client(config)
+        if pcp.node_info()[int(node_id)]["status"] not in ("up", "waiting"):
+            pcp.attach(node_id)
+            return False  # seen attached on the next round
+        return True
+    except Exception as exc:  # pgpool may still be busy with its failover: try again
+        log("reattach: %s not attached yet (%s)" % (node["name"], exc))
+        return False
+
+
 def reattach(config, args, timeout=60):
     """Attach a detached primary that still answers, as long as it stays the only primary."""
     from ansible_collections.pgha.cluster.plugins.module_utils import pg_facts
     node = config["nodes"][int(args["node_id"])]
-    pcp = pcp_client(config)
     deadline = time.time() + timeout
     while time.time() < deadline:
         time.sleep(1)
-        facts = survey(config, pg_facts)
-        live = [name for name, f in facts.items() if is_live_primary(f)]
+        live = [name for name, f in survey(config, pg_facts).items() if is_live_primary(f)]
         if live != [node["name"]]:
             log("reattach: %s is not the only primary any more (%s); leaving pgpool as it is"
                 % (node["name"], ", ".join(live) or "none"), syslog.LOG_WARNING)
             return 1
-        try:
-            status = pcp.node_info()[int(args["node_id"])]["status"]
-            if status in ("up", "waiting"):
-                log("reattach: %s is attached in pgpool (%s)" % (node["name"], status))
-                return 0
-            pcp.attach(args["node_id"])
-        except Exception as exc:  # pgpool may still be busy with its failover: try again
-            log("reattach: %s not attached yet (%s)" % (node["name"], exc))
+        if attached(config, node, args["node_id"]):
+            log("reattach: %s is attached in pgpool" % node["name"])
+            return 0
     log("reattach: gave up attaching %s after %d s" % (node["name"], timeout), syslog.LOG_ERR)
     return 1
 
@@ -313,16 +319,10 @@ def reattach_standby(config, args, timeout=600):
         live = [name for name, f in facts.items() if is_live_primary(f)]
         if len(live) != 1 or live == [node["name"]]:
             continue
-        if topology.rebuild_need(facts[node["name"]], facts[live[0]], addresses[live[0]]["address"])["needed"]:
-            continue
-        try:
-            pcp = pcp_client(config)
-            if pcp.node_info()[int(args["node_id"])]["status"] not in ("up", "waiting"):
-                pcp.attach(args["node_id"])
+        ready = not topology.rebuild_need(facts[node["name"]], facts[live[0]], addresses[live[0]]["address"])["needed"]
+        if ready and attached(config, node, args["node_id"]):
             log("reattach: standby %s streams from %s and is attached" % (node["name"], live[0]))
             return 0
-        except Exception as exc:  # pgpool may be busy: try again
-            log("reattach: standby %s not attached yet (%s)" % (node["name"], exc))
     log("reattach: standby %s did not stream from a primary within %d s; left detached" % (node["name"], timeout),
         syslog.LOG_WARNING)
     return 1
