@@ -5,10 +5,11 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+from ansible_collections.pgha.cluster.plugins.module_utils.rollout import service_action
 from ansible_collections.pgha.cluster.plugins.module_utils.topology import rebuild_need
 
 
 class FilterModule(object):
 
     def filters(self):
-        return {"rebuild_need": rebuild_need}
+        return {"rebuild_need": rebuild_need, "service_action": service_action}
