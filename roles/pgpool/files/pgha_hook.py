@@ -233,6 +233,9 @@ def failover(config, args):
     if marker:
         log("a planned operation holds %s: no automatic failover for %s; the running playbook decides"
             % (marker, failed["name"]), syslog.LOG_WARNING)
+        # A standby that pgpool detaches meanwhile (a rolling restart) is attached again once
+        # it streams; that never promotes anything, so the pause does not hold it back.
+        start_background("reattach-standby", args["node_id"])
         return 0
     for path, age in stale:
         log("ignoring %s: %d s old (a playbook that died?)" % (path, age), syslog.LOG_WARNING)
