@@ -43,11 +43,10 @@ DETECTION = {
                                        "health_check_timeout": 30, "health_check_max_retries": 3,
                                        "health_check_retry_delay": 1},
 }
-# Keeper mode: heartbeat every second, act after three misses; the lab's bridge (the host)
-# is the witness a node must reach before it acts on a silent peer.
+# Keeper mode: heartbeat every second, act after three misses (the lease at the arbiter,
+# the lab's third container, lasts as long).
 KEEPER_BEAT = (1, 3)
-KEEPER_SETTINGS = {"keeper_keepalives_time": KEEPER_BEAT[0], "keeper_keepalives_count": KEEPER_BEAT[1],
-                   "keeper_witness": "10.89.50.1"}
+KEEPER_SETTINGS = {"keeper_keepalives_time": KEEPER_BEAT[0], "keeper_keepalives_count": KEEPER_BEAT[1]}
 PGHA_DETECTION = {"failover_on_backend_error": "on", "health_check_period": 1, "health_check_timeout": 1,
                   "health_check_max_retries": 0, "health_check_retry_delay": 1}
 

@@ -49,7 +49,7 @@ def conn_params(params):
     mapping = {
         "login_host": "host", "login_port": "port", "login_user": "user",
         "login_password": "password", "login_db": "dbname", "ssl_mode": "sslmode",
-        "connect_timeout": "connect_timeout",
+        "connect_timeout": "connect_timeout", "options": "options",
     }
     kwargs = {}
     for option, keyword in mapping.items():

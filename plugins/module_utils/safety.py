@@ -21,6 +21,8 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+from ansible_collections.pgha.cluster.plugins.module_utils import keeper
+
 DEFAULT_LEASE = {
     "lease_seconds": 3.0,        # a primary not confirmed by a majority for this long stops itself
     "guard_interval": 0.5,       # how often the guard checks (its decision may be this late)
@@ -96,19 +98,24 @@ def guard_step(state, role, replies, now, total, lease, paused=False):
 
 # --- the start guard -------------------------------------------------------------------
 
-def start_decision(local, peers, total):
+def start_decision(local, peers, total, arbiter=None, start_refusal=keeper.start_refusal):
     """May this node start PostgreSQL? Returns {"start", "write_lock", "retry", "reason"}.
 
     local: {"standby_signal", "fence_lock", "timeline", "name", "bootstrap" (a new cluster's
     first primary, before its standbys exist)}; peers: {name: {"reachable",
     "in_recovery", "timeline", "follows"}} where follows names the node a standby is
-    configured to stream from.
+    configured to stream from. arbiter: keeper mode only, {"lease": the arbiter's lease row,
+    None when it does not answer}: the lease decides who may be primary.
     """
     if local.get("standby_signal"):
         return _start(True, "starts as a standby")
     if local.get("fence_lock"):
         return _start(False, "fenced (%s): rebuild it as a standby" % local["fence_lock"])
     answering = dict((n, p) for n, p in peers.items() if p.get("reachable"))
+    if arbiter is not None:
+        decided = _start_by_lease(local, answering, arbiter.get("lease"), start_refusal)
+        if decided:
+            return decided
     other_primaries = sorted(n for n, p in answering.items() if p.get("in_recovery") is False)
     if other_primaries:
         return _start(False, "%s already runs as primary: rebuild this node" % ", ".join(other_primaries), lock=True)
@@ -126,6 +133,27 @@ def start_decision(local, peers, total):
     return {"start": False, "write_lock": False, "retry": True,
             "reason": "only %d of %d nodes confirm this primary (standbys following it: %s); a majority "
                       "is needed" % (1 + len(confirming), total, ", ".join(confirming) or "none")}
+
+
+def _start_by_lease(local, answering, lease, start_refusal):
+    """Keeper mode: the arbiter's lease names the primary. None: no lease row yet (the
+    checks of the peers decide)."""
+    newer = sorted(n for n, p in answering.items() if (p.get("timeline") or 0) > (local.get("timeline") or 0))
+    if newer:
+        return _start(False, "%s is on a newer timeline than this node (%s): a failover happened, rebuild this node"
+                      % (", ".join(newer), local.get("timeline")), lock=True)
+    if local.get("bootstrap"):
+        return None     # a new cluster's first start: no lease was ever granted
+    refusal = start_refusal(lease, local.get("name"), local.get("timeline"))
+    if refusal and lease is None:
+        return {"start": False, "write_lock": False, "retry": True, "reason": refusal}
+    if refusal:
+        return _start(False, refusal, lock=True)
+    if lease is None or lease.get("holder") is None:
+        return None
+    # A peer still answering as a primary without the lease fences itself (its keeper).
+    return _start(True, "the arbiter's lease allows it (holder %s, timeline %s)" % (lease["holder"],
+                                                                                    lease.get("timeline")))
 
 
 def _start(allowed, reason, lock=False):

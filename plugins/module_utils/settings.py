@@ -37,6 +37,8 @@ BOUNDS = {
     "postgresql_restart_timeout": ("int", 10, 3600),
     "keeper_keepalives_time": ("float", 0.2, 60.0),
     "keeper_keepalives_count": ("int", 1, 100),
+    "keeper_after_command_timeout": ("int", 1, 3600),
+    "pgha_arbiter_port": PORT,
     "failover_follow_timeout": SECONDS,
     "rebuild_stream_timeout": SECONDS,
     "replication_stream_timeout": SECONDS,

@@ -2,7 +2,8 @@
 
 Environment (set by molecule/keeper/verify.yml): PGHA_KEEPER_NODES (name=address,...),
 PGHA_KEEPER_ADMIN_PASSWORD, PGHA_KEEPER_INVENTORY (molecule's inventory, for rebuild.yml),
-PGHA_KEEPER_BUDGET (seconds: keepalives_time x keepalives_count + 2).
+PGHA_KEEPER_BUDGET (seconds: keepalives_time x keepalives_count + 2), PGHA_KEEPER_ARBITER
+(the arbiter's container).
 """
 import os
 import subprocess
@@ -29,6 +30,7 @@ def lab():
     nodes = dict(item.split("=", 1) for item in os.environ["PGHA_KEEPER_NODES"].split(","))
     return KeeperLab(nodes=nodes, vip=None, pgha_admin_password=os.environ["PGHA_KEEPER_ADMIN_PASSWORD"],
                      budget=float(os.environ.get("PGHA_KEEPER_BUDGET", "5")),
+                     arbiter=os.environ["PGHA_KEEPER_ARBITER"],
                      inventory=os.environ["PGHA_KEEPER_INVENTORY"])
 
 

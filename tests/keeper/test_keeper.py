@@ -6,7 +6,14 @@
   rebuilt as the new standby; three cycles (longer series: bin/bench).
 - a stopped standby: the primary switches to asynchronous replication, so writes go on;
   when the standby runs again, synchronous replication is back.
-- a standby whose link is cut (no primary, no witness): it does not promote itself.
+- a standby whose link is cut (no primary, no arbiter): it does not promote itself.
+- the link between the two nodes cut while both reach the arbiter: nothing is promoted, the
+  primary goes asynchronous and is the only node that acknowledges writes.
+- the arbiter down: no failover and no switch to asynchronous replication while it is
+  down (a killed primary is replaced only once the arbiter is back).
+- a standby whose replication is broken while the primary answers: the primary records at
+  the arbiter that the standby may lack commits, goes asynchronous, and when it then dies
+  the standby does not promote itself; status.yml says why.
 """
 import statistics
 import time
@@ -163,8 +170,146 @@ def test_isolated_standby_does_not_promote(lab):
     stopped(writer)
     check_no_acked_row_lost(lab, primary, writer.acked)
     assert primaries(survey(lab)) == [primary]
-    report("cut standby %s (no primary, no witness): stayed a standby; primary async meanwhile, sync again %.1f s "
+    report("cut standby %s (no primary, no arbiter): stayed a standby; primary async meanwhile, sync again %.1f s "
            "after the link came back" % (standby, back - cut_at - lab["budget"] - 3))
+
+
+def lease(lab):
+    """(holder, synchronous) of the cluster's lease row at the arbiter."""
+    out = node_exec(lab["arbiter"], "runuser -u postgres -- psql -XAtq -d pgha_arbiter "
+                                    "-c 'SELECT holder, synchronous FROM pgha_lease'").stdout.strip()
+    holder, unused, synchronous = out.partition("|")
+    return holder, synchronous == "t"
+
+
+def in_recovery(node):
+    return node_exec(node, "runuser -u postgres -- psql -XAtqc 'SELECT pg_is_in_recovery()'").stdout.strip() == "t"
+
+
+def journal(node, since):
+    return node_exec(node, "journalctl -t pgha-keeper --since @%d" % int(since)).stdout
+
+
+def pg_unit(node, action):
+    result = node_exec(node, "systemctl %s postgresql@$(ls /var/lib/postgresql | head -1)-main" % action)
+    assert result.returncode == 0, result.stderr
+    return result
+
+
+def kill_postmaster(node):
+    kill = node_exec(node, "pid=$(head -1 %s/postmaster.pid); date +%%s.%%N; kill -9 $pid" % VERSION_DIR)
+    assert kill.returncode == 0, kill.stderr
+    return float(kill.stdout.split()[0])
+
+
+def cut_between_nodes(lab, heal=False):
+    """Drop traffic between the two nodes only (prohibit routes): both still reach the arbiter."""
+    names = list(lab["nodes"])
+    for node, peer in ((names[0], names[1]), (names[1], names[0])):
+        verb = "del" if heal else "replace"
+        node_exec(node, "ip route %s prohibit %s/32" % (verb, lab["nodes"][peer]))
+
+
+def test_the_lease_names_the_primary(lab):
+    primary = the_primary(lab)
+    assert wait_for(lambda: lease(lab) == (primary, True), 30), "lease at the arbiter: %s" % (lease(lab),)
+
+
+def test_link_cut_between_the_nodes_with_both_reaching_the_arbiter(lab):
+    """Issue 18's split brain: the old keeper promoted the standby here and both acknowledged writes."""
+    primary = the_primary(lab)
+    standby = [n for n in lab["nodes"] if n != primary][0]
+    assert wait_for(lambda: synchronous(lab, primary), 30), "not synchronous before the cut"
+    writers = dict((n, Writer(lab, host=lab["nodes"][n], port=5432)) for n in lab["nodes"])
+    for writer in writers.values():
+        writer.start()
+    assert wait_for(lambda: len(writers[primary].acked) > 20, 20), "the writer never wrote"
+    cut_at = time.time()
+    cut_between_nodes(lab)
+    try:
+        time.sleep(lab["budget"] + 4)
+        assert in_recovery(standby), "the standby promoted itself although the primary holds the lease"
+        assert wait_for(lambda: asynchronous(lab, primary), LIVENESS_KILL), "the primary did not switch to async"
+        assert wait_for(lambda: [t for _, t, _ in writers[primary].acked if t > cut_at + lab["budget"] + 4],
+                        LIVENESS_KILL), "the primary stopped taking writes"
+        assert "the link between the nodes is down" in journal(standby, cut_at)
+        assert lease(lab) == (primary, False)
+    finally:
+        cut_between_nodes(lab, heal=True)
+    back = wait_for(lambda: synchronous(lab, primary) and time.time(), 60)
+    for writer in writers.values():
+        stopped(writer)
+    assert back, "synchronous replication did not come back after the link healed"
+    counts = dict((n, len([1 for _, t, _ in writers[n].acked if t > cut_at])) for n in writers)
+    assert counts[standby] == 0, "the standby acknowledged %d writes" % counts[standby]
+    check_no_acked_row_lost(lab, primary, writers[primary].acked)
+    assert primaries(survey(lab)) == [primary]
+    assert wait_for(lambda: lease(lab) == (primary, True), 30), "the lease does not say synchronous again"
+    report("link cut between the nodes (both reach the arbiter): acknowledged after the cut by %s (primary) %d, by "
+           "%s (standby) %d; no promotion; synchronous again %.1f s after the heal" % (
+               primary, counts[primary], standby, counts[standby], back - cut_at - lab["budget"] - 4))
+
+
+def test_arbiter_down_no_failover_until_it_is_back(lab):
+    primary = the_primary(lab)
+    standby = [n for n in lab["nodes"] if n != primary][0]
+    assert wait_for(lambda: synchronous(lab, primary), 30), "not synchronous before the fault"
+    writer = started_writer(lab)
+    down_at = time.time()
+    pg_unit(lab["arbiter"], "stop")
+    try:
+        time.sleep(lab["budget"] + 1)
+        assert wait_for(lambda: [t for _, t, _ in writer.acked if t > down_at + lab["budget"] + 1], 10), \
+            "writes stopped while only the arbiter was down"
+        assert synchronous(lab, primary), "the primary went asynchronous without the arbiter"
+        assert "arbiter does not answer" in journal(primary, down_at)
+        killed_at = kill_postmaster(primary)
+        time.sleep(lab["budget"] + 4)
+        assert in_recovery(standby), "the standby promoted itself without the arbiter"
+        assert "neither does the arbiter" in journal(standby, killed_at)
+    finally:
+        pg_unit(lab["arbiter"], "start")
+    back_at = time.time()
+    promoted = wait_for(lambda: primaries(survey(lab)) == [standby] and time.time(), LIVENESS_KILL, 0.1)
+    assert promoted, "the standby was not promoted once the arbiter was back"
+    assert wait_for(lambda: [t for _, t, srv in writer.acked if srv == lab["nodes"][standby]], 20), "no write after"
+    stopped(writer)
+    check_no_acked_row_lost(lab, standby, writer.acked)
+    result = playbook(lab, "pgha.cluster.rebuild", "-e", "target=%s" % primary)
+    assert result.returncode == 0, result.stdout[-3000:]
+    assert wait_for(lambda: synchronous(lab, standby), 30), "synchronous replication did not come back"
+    report("arbiter down: writes went on synchronously, the killed primary %s was not replaced while it was down; "
+           "%s promoted %.2f s after the arbiter was back, 0 rows lost" % (primary, standby, promoted - back_at))
+
+
+def test_standby_with_broken_replication_does_not_promote(lab):
+    primary = the_primary(lab)
+    standby = [n for n in lab["nodes"] if n != primary][0]
+    assert wait_for(lambda: synchronous(lab, primary), 30), "not synchronous before the fault"
+    conninfo = query(lab, standby, "SHOW primary_conninfo")[0][0]
+    node_sql(lab, standby, "ALTER SYSTEM SET primary_conninfo = %s", (conninfo + " password=wrong-password",))
+    node_sql(lab, standby, "SELECT pg_reload_conf()")
+    writer = started_writer(lab)
+    try:
+        assert wait_for(lambda: asynchronous(lab, primary), LIVENESS_KILL), "the primary did not switch to async"
+        assert wait_for(lambda: lease(lab) == (primary, False), 10), "the lease still says synchronous"
+        time.sleep(1)
+        killed_at = kill_postmaster(primary)
+        time.sleep(lab["budget"] + 4)
+        assert in_recovery(standby), "a standby that may lack commits promoted itself"
+        assert "could lose acknowledged commits" in journal(standby, killed_at)
+        status = playbook(lab, "pgha.cluster.status")
+        assert "could lose acknowledged commits" in status.stdout, status.stdout[-3000:]
+    finally:
+        node_sql(lab, standby, "ALTER SYSTEM SET primary_conninfo = %s", (conninfo,))
+        node_sql(lab, standby, "SELECT pg_reload_conf()")
+    pg_unit(primary, "start")
+    assert wait_for(lambda: synchronous(lab, primary), 60), "synchronous replication did not come back"
+    stopped(writer)
+    check_no_acked_row_lost(lab, primary, writer.acked)
+    assert wait_for(lambda: lease(lab) == (primary, True), 30), "the lease does not say synchronous again"
+    report("broken replication of %s, then kill -9 of %s: no promotion (status says why); %s started again as the "
+           "primary, 0 rows lost" % (standby, primary, primary))
 
 
 def test_switchover_pauses_the_keepers(lab):

@@ -31,3 +31,33 @@ def start_decision(local, peers, total):
 
 def guard_step(state, role, replies, now, total, lease, paused=False):
     return state, "keep", "no guard"
+
+
+class Keeper:
+    """pgha 0.1.0's keeper (Keeper.step): a ping of the witness instead of a lease."""
+
+    @staticmethod
+    def keeper_step(facts, state, count):
+        state = dict({"failures": 0}, **state)
+        peer = facts.get("peer") or {}
+        witness_answers = facts.get("lease") is not None
+        if facts.get("role") == "standby":
+            if peer.get("reachable") and peer.get("role") == "primary":
+                return dict(state, failures=0), {"steps": [], "reason": "primary answers", "warn": False}
+            state["failures"] += 1
+            if state["failures"] < count or not witness_answers:
+                return state, {"steps": [], "reason": "waiting", "warn": True}
+            return dict(state, failures=0), {"steps": [("fence_peer",), ("promote",), ("async",)],
+                                             "reason": "promoting", "warn": True}
+        if facts.get("role") == "primary":
+            if peer.get("reachable") and peer.get("streaming"):
+                steps = [("sync",)] if facts.get("async") else []
+                return dict(state, failures=0), {"steps": steps, "reason": "standby streams", "warn": False}
+            state["failures"] += 1
+            if state["failures"] >= count and witness_answers and not facts.get("async"):
+                return state, {"steps": [("async",)], "reason": "standby gone", "warn": True}
+        return state, {"steps": [], "reason": "nothing", "warn": False}
+
+    @staticmethod
+    def start_refusal(lease, name, timeline):
+        return None

@@ -1,6 +1,6 @@
 """Run many seeded schedules, shrink a failing one to a short schedule, print its timeline.
 
-    python tests/simulation/runner.py --schedules 100000 [--workers 2] [--seed-base N]
+    python tests/simulation/runner.py --schedules 100000 [--workers 2] [--seed-base N] [--mode keeper]
 (bin/test simulate --schedules N runs this.)
 """
 import argparse
@@ -14,13 +14,17 @@ sys.path[:0] = [HERE, os.path.dirname(HERE)]
 import collection_path  # noqa: E402  (the path above first)
 
 collection_path.install()
+import keeper_sim  # noqa: E402
 import sim  # noqa: E402
 
+# pgpool mode (3, 5 or 2 nodes behind pgpool) and keeper mode (2 nodes and the arbiter)
+MODELS = {"pgpool": sim, "keeper": keeper_sim}
 
-def outcome(seed, events=None, policy=None, **options):
+
+def outcome(seed, events=None, policy=None, model=sim, **options):
     """None when every invariant held, else the violation's message."""
     try:
-        sim.run(seed, events=events, policy=policy, **options)
+        model.run(seed, events=events, policy=policy, **options)
     except sim.Violation as exc:
         return str(exc)
     return None
@@ -30,43 +34,45 @@ def kind(message):
     return message.split(":")[0] if message else None
 
 
-def shrink(seed, events, policy=None, **options):
+def shrink(seed, events, policy=None, model=sim, **options):
     """The shortest schedule found (removing one event at a time) that breaks the same invariant."""
-    want = kind(outcome(seed, events, policy, **options))
+    want = kind(outcome(seed, events, policy, model, **options))
     changed = True
     while changed:
         changed = False
         for i in range(len(events)):
             trial = events[:i] + events[i + 1:]
-            if kind(outcome(seed, trial, policy, **options)) == want:
+            if kind(outcome(seed, trial, policy, model, **options)) == want:
                 events, changed = trial, True
                 break
     return events
 
 
-def report(seed, events, policy=None, **options):
+def report(seed, events, policy=None, model=sim, **options):
     """A failing schedule as the operator would read it: events, decisions, the final state."""
     try:
-        world = sim.run(seed, events=events, policy=policy, **options)
+        world = model.run(seed, events=events, policy=policy, **options)
         return "seed %d: no violation\n" % seed + "\n".join(world.timeline)
     except sim.Violation as exc:
-        return ("seed %d (sync=%s strict=%s): %s\n%s\nfinal state:\n%s" % (
-            seed, exc.world.sync, exc.world.strict, exc, "\n".join(exc.world.timeline), exc.world.state()))
+        return ("seed %d (%s): %s\n%s\nfinal state:\n%s" % (
+            seed, ", ".join("%s=%s" % (k, getattr(exc.world, k)) for k in ("sync", "strict") if hasattr(exc.world, k)),
+            exc, "\n".join(exc.world.timeline), exc.world.state()))
 
 
-def _one(seed):
-    return seed, outcome(seed)
+def _one(job):
+    mode, seed = job
+    return seed, outcome(seed, model=MODELS[mode])
 
 
-def run_many(count, workers=2, seed_base=0):
+def run_many(count, workers=2, seed_base=0, mode="pgpool"):
     """(seeds run, failures [(seed, message)], seconds)."""
     started = time.time()
-    seeds = range(seed_base, seed_base + count)
+    jobs = [(mode, seed) for seed in range(seed_base, seed_base + count)]
     if workers > 1:
         with multiprocessing.Pool(workers) as pool:
-            results = pool.map(_one, seeds, chunksize=200)
+            results = pool.map(_one, jobs, chunksize=200)
     else:
-        results = [_one(s) for s in seeds]
+        results = [_one(j) for j in jobs]
     return count, [(s, m) for s, m in results if m], time.time() - started
 
 
@@ -75,13 +81,15 @@ def main(argv):
     parser.add_argument("--schedules", type=int, default=10000)
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 2)
     parser.add_argument("--seed-base", type=int, default=0)
+    parser.add_argument("--mode", choices=sorted(MODELS), default="pgpool")
     args = parser.parse_args(argv)
-    count, failures, seconds = run_many(args.schedules, args.workers, args.seed_base)
+    model = MODELS[args.mode]
+    count, failures, seconds = run_many(args.schedules, args.workers, args.seed_base, args.mode)
     print("%d schedules in %.1f s (%.0f per second), %d broke an invariant" % (
         count, seconds, count / seconds, len(failures)))
     for seed, message in failures[:5]:
-        rng_events = sim.run_schedule(seed)
-        print(report(seed, shrink(seed, rng_events)))
+        rng_events = model.run_schedule(seed)
+        print(report(seed, shrink(seed, rng_events, model=model), model=model))
     return 1 if failures else 0
 
 

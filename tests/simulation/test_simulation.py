@@ -4,11 +4,13 @@ import os
 
 import pytest
 
+import keeper_sim
 import legacy
 import runner
 import sim
 
 SCHEDULES = int(os.environ.get("PGHA_SIM_SCHEDULES", "10000"))
+KEEPER_SCHEDULES = int(os.environ.get("PGHA_SIM_KEEPER_SCHEDULES", "5000"))
 # Seeds that once broke an invariant (found by the simulator while the core was built);
 # they must keep passing. seed: what it found.
 REGRESSIONS = {
@@ -111,3 +113,59 @@ def test_old_code_split_brain_shapes():
         if len(shapes) == 2:
             break
     assert shapes == {"returning primary", "partition"}, shapes
+
+
+# --- keeper mode: two nodes and the arbiter ------------------------------------------------------
+
+def test_random_keeper_schedules_keep_every_invariant():
+    count, failures, seconds = runner.run_many(KEEPER_SCHEDULES, workers=2, mode="keeper")
+    detail = ""
+    if failures:
+        seed = failures[0][0]
+        short = runner.shrink(seed, keeper_sim.run_schedule(seed), model=keeper_sim)
+        detail = runner.report(seed, short, model=keeper_sim)
+    assert not failures, "%d of %d keeper schedules broke an invariant; first, shrunk:\n%s" % (
+        len(failures), count, detail)
+    print("%d keeper schedules in %.1f s (%.0f/s)" % (count, seconds, count / seconds))
+
+
+def keeper_primaries(world):
+    return [n for n in world.names if world.nodes[n].running and world.nodes[n].primary]
+
+
+def promotions(world):
+    return [line for line in world.timeline if "promoted" in line]
+
+
+def test_keeper_link_cut_with_both_nodes_reaching_the_arbiter_promotes_nothing():
+    """Issue 18's split brain: the old keeper promoted the standby and both acknowledged writes."""
+    events = [(1.0, ("cut", "n1", "n2")), (20.0, ("heal",))]
+    with pytest.raises(sim.Violation, match="two nodes acknowledged writes"):
+        keeper_sim.run(1, events=events, policy=legacy.Keeper())
+    world = keeper_sim.run(1, events=events)
+    assert not promotions(world) and keeper_primaries(world) == ["n1"], "\n".join(world.timeline)
+    assert any("asynchronous replication" in line for line in world.timeline)
+
+
+def test_keeper_kill_primary_promotes_within_the_keepalive_budget():
+    world = keeper_sim.run(2, events=[(1.0, ("crash", "n1"))])
+    promoted = promotions(world)
+    assert promoted and keeper_primaries(world) == ["n2"], "\n".join(world.timeline)
+    budget = keeper_sim.BEAT * keeper_sim.COUNT + keeper_sim.BEAT * 1.1
+    assert float(promoted[0].split()[0]) - (keeper_sim.SETTLE + 1.0) <= budget
+
+
+@pytest.mark.parametrize("first", [("arbiter_down",), ("break_replication", "n2")])
+def test_keeper_standby_does_not_promote_without_the_arbiter_or_when_not_synchronous(first):
+    world = keeper_sim.run(3, events=[(1.0, first), (8.0, ("crash", "n1")), (25.0, ("heal",))])
+    assert not [line for line in promotions(world) if float(line.split()[0]) < keeper_sim.SETTLE + 25.0], \
+        "\n".join(world.timeline)
+
+
+def test_keeper_returning_old_primary_stays_down():
+    """Power-off of the primary, failover, power-on with its peer unreachable at first."""
+    world = keeper_sim.run(4, events=[(1.0, ("poweroff", "n1")), (15.0, ("cut", "n1", "n2")), (15.5, ("poweron", "n1")),
+                                      (30.0, ("heal",))])
+    starts = [line for line in world.timeline if line.split()[1:3] == ["n1", "start"]]
+    assert starts and "refused" in starts[0] and "arbiter's lease belongs to n2" in starts[0], \
+        "\n".join(world.timeline)

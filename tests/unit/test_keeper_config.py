@@ -14,6 +14,7 @@ pg_keeper.keepalive_time = 2
 keepalives_count = 3
 after_command = 'echo ''moved'' # not a comment'
 node = 2
+arbiter_conninfo = 'host=10.0.0.3 port=5432 user=pgha_arbiter dbname=pgha_arbiter'
 pg_version = '15'
 """
 
@@ -38,7 +39,7 @@ def test_valid_settings_with_pg_keeper_names_and_spellings(keeper):
     assert config["node2_conninfo"] == "host=10.0.0.2 user=pgha_admin"
     assert config["keepalives_time"] == 2.0 and config["keepalives_count"] == 3
     assert config["after_command"] == "echo 'moved' # not a comment"
-    assert config["node"] == 2 and config["witness"] == "" and config["fence_lock_file"] == "/var/lib/pgha/fenced"
+    assert config["node"] == 2 and config["cluster"] == "pgha" and config["fence_lock_file"] == "/var/lib/pgha/fenced"
 
 
 def test_valid_file_passes_the_check(tmp_path):
@@ -52,7 +53,8 @@ def test_valid_file_passes_the_check(tmp_path):
     ("keepalives_count = many\n", "invalid value for keepalives_count"),
     ("keepalives_count = 0\n", "keepalives_count >= 1"),
     ("node = 3\n", "node must be 1 or 2"),
-    ("witness 10.0.0.9\n", "expected name = value"),
+    ("witness = 10.0.0.9\n", "unknown setting 'witness'"),
+    ("arbiter 10.0.0.9\n", "expected name = value"),
     ("after_command = 'unterminated\n", "missing closing quote"),
 ])
 def test_invalid_settings_are_refused(tmp_path, change, message):
@@ -61,9 +63,11 @@ def test_invalid_settings_are_refused(tmp_path, change, message):
     assert message in result.stderr, result.stderr
 
 
-def test_missing_required_setting_is_refused(tmp_path):
-    result = check(tmp_path, VALID.replace("node = 2\n", ""))
-    assert result.returncode == 2 and "missing setting node" in result.stderr
+@pytest.mark.parametrize("line, name", [("node = 2\n", "node"), (
+    "arbiter_conninfo = 'host=10.0.0.3 port=5432 user=pgha_arbiter dbname=pgha_arbiter'\n", "arbiter_conninfo")])
+def test_missing_required_setting_is_refused(tmp_path, line, name):
+    result = check(tmp_path, VALID.replace(line, ""))
+    assert result.returncode == 2 and "missing setting %s" % name in result.stderr
 
 
 def test_conninfo_without_host_is_refused(tmp_path):

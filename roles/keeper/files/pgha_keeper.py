@@ -1,25 +1,29 @@
-"""pgha-keeper: pg_keeper's behaviour for a two-node cluster, next to PostgreSQL on both nodes.
+"""pgha-keeper: pg_keeper's behaviour for a two-node cluster, made safe by an arbiter.
 
     pgha-keeper [--config FILE] [--check-config]
 
-Every keepalives_time seconds the keeper reads its own server's role and checks the peer:
-- on the standby: the primary must answer a query. After keepalives_count failed beats the
-  standby promotes itself, unless it is the isolated one (the witness does not answer
-  either); it fences the old primary over ssh when it can reach it (lock file + immediate
-  stop), switches itself to asynchronous replication (its peer is gone) and runs
-  after_command.
-- on the primary: the standby must stream. After keepalives_count failed beats the primary
-  switches to asynchronous replication (synchronous_standby_names = '' in
-  postgresql.auto.conf) so writes stop waiting, but only while the witness answers (an
-  isolated primary keeps waiting: no commit is acknowledged that the other side cannot
-  see). Once the standby streams again it returns to synchronous replication.
-While the maintenance file exists (planned switchover, rebuild) the keeper takes no action.
+Every keepalives_time seconds the keeper reads its own server, its peer and the lease row
+on the arbiter (a PostgreSQL database on a third host), and carries out what
+module_utils/keeper.keeper_step decides:
+- on the primary: renew the lease; after keepalives_count beats without a streaming
+  standby, record in the lease that the standby may lack commits, then switch to
+  asynchronous replication (synchronous_standby_names = '' in postgresql.auto.conf) so
+  writes stop waiting; back to synchronous replication once the standby streams again.
+- on the standby: after keepalives_count beats without an answering primary, take the lease
+  (only from a lease that expired while this standby was synchronous), promote, fence the
+  old primary over ssh when it answers, and run after_command (with a timeout).
+- two primaries: the one without the lease fences itself, the holder fences the other.
+A node that cannot reach the arbiter never promotes itself and never goes asynchronous.
+While the maintenance file or a playbook's operation lock exists the keeper takes no
+action. Its last decision is kept in state_file (status.yml shows it).
 
 Settings (pg_keeper's names, optionally prefixed "pg_keeper."): node1_conninfo,
 node2_conninfo, keepalives_time, keepalives_count, after_command; pgha's own: node,
-witness, pg_version, fence_lock_file, maintenance_file, lib_dir. Passwords come from
+node1_name, node2_name (the names in the lease and the start guard), arbiter_conninfo, cluster, after_command_timeout, pg_version, fence_lock_file,
+maintenance_file, operation_lock, state_file, lib_dir. Passwords come from
 ~postgres/.pgpass, never from the settings file. Logs go to the journal (stderr).
 """
+import json
 import os
 import subprocess
 import sys
@@ -34,11 +38,17 @@ SETTINGS = {
     "keepalives_time": (float, 5.0),
     "keepalives_count": (int, 1),
     "after_command": (str, ""),
+    "after_command_timeout": (float, 30.0),
     "node": (int, None),
-    "witness": (str, ""),
+    "node1_name": (str, "node1"),
+    "node2_name": (str, "node2"),
+    "arbiter_conninfo": (str, None),
+    "cluster": (str, "pgha"),
     "pg_version": (str, None),
     "fence_lock_file": (str, "/var/lib/pgha/fenced"),
     "maintenance_file": (str, "/var/lib/pgha/maintenance"),
+    "operation_lock": (str, "/var/lib/pgha/operation.lock"),
+    "state_file": (str, "/var/lib/pgha/keeper.json"),
     "lib_dir": (str, "/usr/local/lib/pgha"),
 }
 
@@ -117,130 +127,231 @@ def conninfo_value(conninfo, key, default=None):
     return default
 
 
-class Keeper:
-    def __init__(self, config, psycopg2, fencing, pg_facts):
-        self.config, self.psycopg2, self.fencing, self.pg_facts = config, psycopg2, fencing, pg_facts
-        self.peer = config["node2_conninfo"] if config["node"] == 1 else config["node1_conninfo"]
-        self.peer_host = conninfo_value(self.peer, "host")
-        self.peer_port = conninfo_value(self.peer, "port", "5432")
-        self.failures = 0
-        self.timeout = max(1, int(config["keepalives_time"]))
+def conninfo_params(conninfo):
+    """libpq keywords of a 'key=value ...' conninfo, as module_utils.postgres takes them."""
+    pairs = dict(item.split("=", 1) for item in conninfo.split() if "=" in item)
+    names = {"host": "login_host", "port": "login_port", "user": "login_user", "dbname": "login_db",
+             "sslmode": "ssl_mode"}
+    return dict((names[k], v) for k, v in pairs.items() if k in names)
 
-    def query(self, conninfo, sql, timeout=None):
-        conn = self.psycopg2.connect(conninfo, connect_timeout=timeout or self.timeout)
+
+class Keeper:
+    """The keeper's I/O: reads facts, asks keeper.keeper_step, carries out its steps."""
+
+    def __init__(self, config, modules):
+        self.config = config
+        self.postgres, self.pg_facts, self.fencing, self.arbiter, self.core, self.markers = modules
+        mine, peer = "node%d_conninfo" % config["node"], "node%d_conninfo" % (3 - config["node"])
+        self.name = config["node%d_name" % config["node"]]
+        self.peer_name = config["node%d_name" % (3 - config["node"])]
+        self.peer = dict(conninfo_params(config[peer]), login_db="postgres")
+        self.local = dict(conninfo_params(config[mine]), login_unix_socket="/var/run/postgresql", login_host="",
+                          login_user="postgres", login_db="postgres", connect_timeout=2)
+        self.port = int(self.local.get("login_port", 5432))
+        self.timeout = max(1.0, config["keepalives_time"])
+        self.lease_seconds = self.core.lease_seconds(config["keepalives_time"], config["keepalives_count"])
+        self.state, self.last, self.schema_ready = {}, None, False
+
+    # --- facts ---------------------------------------------------------------------------
+    def read_local(self):
+        """(facts, async override) of this node's server; (None, False) when it does not answer."""
         try:
-            conn.autocommit = True
-            with conn.cursor() as cur:
-                cur.execute(sql)
-                return cur.fetchone() if cur.description else None
+            conn = self.postgres.connect(self.local)
+        except self.postgres.PgConnectError:
+            return None, False
+        try:
+            facts = self.pg_facts.read_facts(conn)
+            override = self.postgres.query_one(
+                conn, "SELECT count(*) > 0 AS o FROM pg_file_settings WHERE name = 'synchronous_standby_names' "
+                      "AND sourcefile LIKE '%%postgresql.auto.conf' AND applied AND setting = ''")["o"]
+            return facts, override
+        except self.postgres.DRIVER_ERRORS:
+            return None, False
         finally:
             conn.close()
 
-    def local(self, sql):
-        return self.query("host=/var/run/postgresql dbname=postgres", sql, timeout=2)
+    def read_peer(self):
+        # libpq waits at least 2 s for a silent host; one beat must not take that long.
+        return self.pg_facts.read_node(dict(self.peer, connect_timeout=int(self.timeout)),
+                                       min(1.0, self.config["keepalives_time"]))
 
-    def local_role(self):
+    def arbiter_conn(self):
+        params = self.arbiter.params(conninfo_params(self.config["arbiter_conninfo"]), self.timeout)
+        if self.pg_facts.tcp_refused(params["login_host"], params.get("login_port", 5432), self.timeout):
+            return None
         try:
-            return "standby" if self.local("SELECT pg_is_in_recovery()")[0] else "primary"
-        except self.psycopg2.Error:
+            return self.postgres.connect(params)
+        except self.postgres.PgConnectError as exc:
+            self.note("arbiter: %s" % exc)
             return None
 
-    def peer_alive(self, role):
-        """The standby asks: does the primary answer? The primary asks: does the standby
-        answer and stream? (pg_stat_replication keeps a silent standby listed as streaming
-        until wal_sender_timeout, a minute by default.)"""
-        # libpq waits at least 2 s for a silent host; one beat must not take that long.
-        if self.pg_facts.tcp_refused(self.peer_host, self.peer_port, min(1.0, self.config["keepalives_time"])):
-            return False
+    def read_lease(self, conn):
+        if conn is None:
+            return None
         try:
-            if role == "standby":
-                self.query(self.peer + " dbname=postgres", "SELECT 1")
-                return True
-            row = self.query(self.peer + " dbname=postgres", "SELECT status FROM pg_stat_wal_receiver")
-            return bool(row) and row[0] == "streaming"
-        except self.psycopg2.Error:
+            lease = self.arbiter.read_lease(conn, self.config["cluster"], ensure_schema=not self.schema_ready)
+            self.schema_ready = True
+            return lease
+        except self.postgres.DRIVER_ERRORS as exc:
+            self.note("arbiter: %s" % " ".join(str(exc).split()))
+            return None
+
+    def paused(self):
+        marker, unused_stale = self.markers.pausing_marker([self.config["maintenance_file"],
+                                                            self.config["operation_lock"]])
+        return bool(marker)
+
+    # --- one beat ----------------------------------------------------------------------------
+    def step(self):
+        paused = self.paused()
+        local, override = self.read_local()
+        peer = self.read_peer() if local and not paused else None
+        conn = self.arbiter_conn() if local and not paused else None
+        try:
+            lease = self.read_lease(conn)
+            facts = self.core.beat_facts(self.name, local, peer, self.peer_name, override, lease, paused)
+            self.state, decision = self.core.keeper_step(facts, self.state, self.config["keepalives_count"])
+            done = self.carry_out(decision["steps"], facts, conn)
+        finally:
+            if conn is not None:
+                conn.close()
+        self.report(facts, decision, done)
+
+    def carry_out(self, steps, facts, conn):
+        """Run the steps in order; stop at the first that fails. Returns what was done."""
+        done = []
+        for step in steps:
+            ok = getattr(self, "do_" + step[0])(facts, conn, *step[1:])
+            if not ok:
+                log("step %s failed: the rest (%s) is not done" % (
+                    step[0], ", ".join(s[0] for s in steps[len(done) + 1:]) or "nothing"))
+                break
+            done.append(step[0])
+        return done
+
+    def lease_change(self, conn, statement, **values):
+        if conn is None:
+            return False
+        values = dict(values, cluster=self.config["cluster"], name=self.name, seconds=self.lease_seconds)
+        try:
+            return self.arbiter.change(conn, statement, **values) is not None
+        except self.postgres.DRIVER_ERRORS as exc:
+            self.note("arbiter: %s" % " ".join(str(exc).split()))
             return False
 
-    def step(self):
-        if os.path.exists(self.config["maintenance_file"]):
-            self.failures = 0
-            return
-        role = self.local_role()
-        if role is None:
-            self.failures = 0  # our own server is down: nothing to guard; never start it here
-            return
-        if self.peer_alive(role):
-            if self.failures:
-                log("peer %s answers again" % self.peer_host)
-            self.failures = 0
-            if role == "primary":
-                self.ensure_sync()
-            return
-        self.failures += 1
-        log("%s: peer %s failed beat %d of %d" % (role, self.peer_host, self.failures, self.config["keepalives_count"]))
-        if self.failures < self.config["keepalives_count"]:
-            return
-        if not self.witness_answers():
-            log("witness %s does not answer either: this node is the isolated one, no action" % self.config["witness"])
-            return
-        if role == "standby":
-            self.promote()
-        else:
-            self.ensure_async()
+    def do_create(self, facts, conn, synchronous):
+        return self.lease_change(conn, self.arbiter.CREATE, timeline=facts["timeline"], synchronous=synchronous)
 
-    def witness_answers(self):
-        """A TCP connection to HOST:PORT, or an ICMP echo from HOST, within one beat."""
-        witness = self.config["witness"]
-        if not witness:
-            return True
-        host, unused_colon, port = witness.partition(":")
-        if port:
-            return self.pg_facts.tcp_refused(host, port, self.timeout) is None
-        return subprocess.run(["ping", "-n", "-q", "-c", "1", "-W", str(self.timeout), host], stdout=subprocess.DEVNULL,
-                              stderr=subprocess.DEVNULL, check=False).returncode == 0
+    def do_renew(self, facts, conn, synchronous):
+        timeline = self.local_timeline() or facts["timeline"]
+        return self.lease_change(conn, self.arbiter.RENEW, timeline=timeline, synchronous=synchronous)
 
-    def promote(self):
-        log("primary %s is gone: fencing it and promoting this standby" % self.peer_host)
-        fenced, out = self.fencing.fence_over_ssh(
-            self.peer_host, self.config["pg_version"], self.config["fence_lock_file"], "keeper promoted its peer", 2)
-        log("fence %s: %s" % (self.peer_host, out if fenced else "not reachable (%s)" % out))
+    def do_claim(self, facts, conn, term, standby_takeover):
+        ok = self.lease_change(conn, self.arbiter.CLAIM, timeline=facts["timeline"], term=term,
+                               standby_takeover=standby_takeover)
+        log("lease %s (term %s)" % ("taken" if ok else "NOT taken: the arbiter refused", term))
+        return ok
+
+    def do_async(self, facts, conn):
+        self.local_sql("ALTER SYSTEM SET synchronous_standby_names = ''", "SELECT pg_reload_conf()")
+        log("switched to asynchronous replication: writes no longer wait for %s" % self.peer_name)
+        return True
+
+    def do_sync(self, facts, conn):
+        self.local_sql("ALTER SYSTEM RESET synchronous_standby_names", "SELECT pg_reload_conf()")
+        log("%s streams again: back to synchronous replication" % self.peer_name)
+        return True
+
+    def do_promote(self, facts, conn):
         started = time.time()
-        self.local("SELECT pg_promote(true, 60)")
+        promoted = self.local_sql("SELECT pg_promote(true, 60) AS promoted")
+        if not promoted or not promoted["promoted"]:
+            log("pg_promote did not finish within 60 s")
+            return False
+        self.local_sql("CHECKPOINT")
         log("promoted in %.2f s" % (time.time() - started))
-        self.ensure_async()
-        self.local("CHECKPOINT")
-        self.failures = 0
-        if self.config["after_command"]:
+        return True
+
+    def do_fence_peer(self, facts, conn):
+        host = self.peer["login_host"]
+        result, out = self.fencing.fence_over_ssh(host, self.config["pg_version"], self.config["fence_lock_file"],
+                                                  "keeper on %s fenced its peer" % self.name, 2,
+                                                  int(self.peer.get("login_port", 5432)))
+        log("fence %s: %s" % (host, ("verified (%s)" % out) if result else "not verified (%s)" % out))
+        return True     # the lease already decides; the fence only keeps the old primary from returning
+
+    def do_fence_self(self, facts, conn):
+        result, out = self.fencing.fence_locally(self.config["pg_version"], self.config["fence_lock_file"],
+                                                 "keeper: this primary lost the arbiter's lease", self.port)
+        log("fenced this node: %s" % (out if result else "NOT verified: %s" % out))
+        return bool(result)
+
+    def do_after_command(self, facts, conn):
+        if not self.config["after_command"]:
+            return True
+        env = dict(os.environ, PGHA_OLD_PRIMARY=self.peer["login_host"])
+        try:
             proc = subprocess.run(self.config["after_command"], shell=True, capture_output=True, text=True,
-                                  check=False, env=dict(os.environ, PGHA_OLD_PRIMARY=self.peer_host))
+                                  check=False, env=env, timeout=self.config["after_command_timeout"])
             log("after_command exited %d: %s" % (proc.returncode, (proc.stdout + proc.stderr).strip()[:500]))
+        except subprocess.TimeoutExpired:
+            log("after_command killed after %.0f s" % self.config["after_command_timeout"])
+        return True
 
-    def async_override(self):
-        return self.local("SELECT count(*) FROM pg_file_settings WHERE name = 'synchronous_standby_names' "
-                          "AND sourcefile LIKE '%%postgresql.auto.conf' AND applied")[0] > 0
+    def local_sql(self, *statements):
+        conn = self.postgres.connect(self.local)
+        try:
+            row = None
+            for sql in statements:
+                row = self.postgres.query_one(conn, sql)
+            return row
+        finally:
+            conn.close()
 
-    def ensure_async(self):
-        if not self.async_override():
-            self.local("ALTER SYSTEM SET synchronous_standby_names = ''")
-            self.local("SELECT pg_reload_conf()")
-            log("switched to asynchronous replication: writes no longer wait for %s" % self.peer_host)
+    def local_timeline(self):
+        """The timeline right now (a promotion in this beat changed it)."""
+        try:
+            return self.pg_facts.read_node(self.local, None).get("timeline")
+        except self.postgres.DRIVER_ERRORS:
+            return None
 
-    def ensure_sync(self):
-        if self.async_override():
-            self.local("ALTER SYSTEM RESET synchronous_standby_names")
-            self.local("SELECT pg_reload_conf()")
-            log("%s streams again: back to synchronous replication" % self.peer_host)
+    # --- what the operator sees --------------------------------------------------------------
+    def note(self, message):
+        if message != self.last:
+            log(message)
+            self.last = message
+
+    def report(self, facts, decision, done):
+        reason = decision["reason"]
+        if decision["steps"] or decision["warn"]:
+            self.note("%s: %s%s" % (facts["role"] or "down", reason,
+                                    " (done: %s)" % ", ".join(done) if decision["steps"] else ""))
+        else:
+            self.last = None
+        lease = facts.get("lease")
+        record = {"at": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "node": self.name, "role": facts["role"],
+                  "reason": reason, "warn": decision["warn"], "done": done,
+                  "lease_holder": lease.get("holder") if lease else None,
+                  "arbiter": "answers" if lease is not None else "does not answer",
+                  "synchronous": self.state.get("synced")}
+        try:
+            with open(self.config["state_file"] + ".tmp", "w") as handle:
+                json.dump(record, handle)
+            os.replace(self.config["state_file"] + ".tmp", self.config["state_file"])
+        except OSError as exc:
+            self.note("cannot write %s: %s" % (self.config["state_file"], exc))
 
     def run(self):
-        log("pgha-keeper: node%d, peer %s, beat every %.1f s, act after %d failed beats, witness %s" % (
-            self.config["node"], self.peer_host, self.config["keepalives_time"], self.config["keepalives_count"],
-            self.config["witness"] or "none"))
+        log("pgha-keeper: %s, peer %s, beat every %.1f s, act after %d failed beats, lease %.1f s at the arbiter "
+            "%s" % (self.name, self.peer["login_host"], self.config["keepalives_time"],
+                    self.config["keepalives_count"], self.lease_seconds,
+                    conninfo_params(self.config["arbiter_conninfo"]).get("login_host")))
         while True:
             started = time.time()
             try:
                 self.step()
-            except self.psycopg2.Error as exc:
-                log("beat failed: %s" % str(exc).strip().splitlines()[0])
+            except (self.postgres.DRIVER_ERRORS + (self.postgres.PgConnectError,)) as exc:
+                log("beat failed: %s" % " ".join(str(exc).split()))
             time.sleep(max(0.0, self.config["keepalives_time"] - (time.time() - started)))
 
 
@@ -249,8 +360,8 @@ def main(argv):
     try:
         with open(path) as handle:
             config = parse_config(handle.read())
-        conninfo_value(config["node1_conninfo"], "host")
-        conninfo_value(config["node2_conninfo"], "host")
+        for name in ("node1_conninfo", "node2_conninfo", "arbiter_conninfo"):
+            conninfo_value(config[name], "host")
     except (OSError, ConfigError) as exc:
         log("pgha-keeper: invalid settings in %s: %s" % (path, exc))
         return 2
@@ -258,9 +369,9 @@ def main(argv):
         log("pgha-keeper: %s is valid" % path)
         return 0
     sys.path.insert(0, config["lib_dir"])
-    import psycopg2
-    from ansible_collections.pgha.cluster.plugins.module_utils import fencing, pg_facts
-    Keeper(config, psycopg2, fencing, pg_facts).run()
+    from ansible_collections.pgha.cluster.plugins.module_utils import (
+        arbiter, fencing, keeper, markers, pg_facts, postgres)
+    Keeper(config, (postgres, pg_facts, fencing, arbiter, keeper, markers)).run()
     return 0
 
 

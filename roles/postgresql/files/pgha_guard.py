@@ -14,7 +14,8 @@ switchover.yml) or the bootstrap marker of a new cluster exists.
 start-check: decides with safety.start_decision whether this node may start: a standby
 always; a fenced node never; a primary only when no other node runs as primary or on a
 newer timeline and (three nodes or more) a majority confirms it (standbys configured to
-follow it). It waits up to start_wait seconds for peers to answer (network not up at boot).
+follow it); in keeper mode only when the arbiter's lease names it or an older timeline. It
+waits up to start_wait seconds for peers and the arbiter to answer (network not up at boot).
 
 Settings: /etc/pgha/guard.json (written by the postgresql role). Logs go to the journal.
 """
@@ -161,13 +162,35 @@ def peer_facts(config, pg_facts):
     return peers
 
 
+def arbiter_lease(config):
+    """Keeper mode: {"lease": the arbiter's lease row, None when it does not answer}; else None."""
+    if not config.get("arbiter"):
+        return None
+    from ansible_collections.pgha.cluster.plugins.module_utils import arbiter, postgres
+    settings = dict(config["arbiter"])
+    cluster = settings.pop("cluster")
+    try:
+        conn = postgres.connect(arbiter.params(settings, 2.0))
+    except postgres.PgConnectError as exc:
+        log("arbiter: %s" % exc)
+        return {"lease": None}
+    try:
+        return {"lease": arbiter.read_lease(conn, cluster, ensure_schema=True)}
+    except postgres.DRIVER_ERRORS as exc:
+        log("arbiter: %s" % " ".join(str(exc).split()))
+        return {"lease": None}
+    finally:
+        conn.close()
+
+
 def start_check(config, instance):
     from ansible_collections.pgha.cluster.plugins.module_utils import pg_facts, safety
     deadline = time.monotonic() + config.get("start_wait", 40)
     while True:
         local = local_facts(config, instance)
-        decision = safety.start_decision(local, peer_facts(config, pg_facts) if not local["standby_signal"] else {},
-                                         len(config["nodes"]))
+        peers = peer_facts(config, pg_facts) if not local["standby_signal"] else {}
+        lease = arbiter_lease(config) if not local["standby_signal"] else None
+        decision = safety.start_decision(local, peers, len(config["nodes"]), arbiter=lease)
         if decision["write_lock"]:
             with open(config["fence_lock_file"], "w") as handle:
                 json.dump({"fenced_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),

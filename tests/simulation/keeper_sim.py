@@ -1,0 +1,387 @@
+"""A deterministic simulation of keeper mode: two PostgreSQL nodes, their keepers, the arbiter.
+
+Simulated: each node's server (role, timeline, WAL as unique entries, WAL receiver, the
+asynchronous override, fence lock), its keeper's beat (own clock rate and phase), the
+arbiter's lease row with compare-and-set and expiry on the arbiter's clock, a network
+where any pair of {n1, n2, arbiter, client} can be cut, a client that commits to every
+primary it reaches, crashes, power loss, clean stops, restarts, a standby whose WAL
+receiver breaks while the primary still answers, rebuilds. The real code decides:
+keeper.beat_facts and keeper.keeper_step (each beat), safety.start_decision with the
+arbiter's lease (each start).
+
+Invariants: never two nodes acknowledging writes in the same moment; no acknowledged
+commit missing from a promoted node (none at all: a standby that may lack commits never
+takes the lease); data directories moved aside, never dropped; once every fault is
+repaired, a primary takes writes within LIVENESS seconds.
+"""
+import random
+
+from ansible_collections.pgha.cluster.plugins.module_utils import keeper, safety
+from sim import Violation
+
+TICK = 0.1
+BEAT = 1.0             # keepalives_time
+COUNT = 3              # keepalives_count
+LIVENESS = 60.0
+SETTLE = 5.0
+ARBITER, CLIENT = "arbiter", "client"
+
+
+class Policy:
+    keeper_step = staticmethod(keeper.keeper_step)
+    start_refusal = staticmethod(keeper.start_refusal)
+
+
+class Node:
+    def __init__(self, name, rate, phase):
+        self.name, self.rate, self.phase = name, rate, phase
+        self.powered = self.running = True
+        self.primary = False
+        self.timeline = 1
+        self.wal = [("init",)]
+        self.follows = None
+        self.receiver_up = self.receiver_broken = False
+        self.async_override = False
+        self.fence_lock = False
+        self.state = {}
+        self.moved_aside = []
+        self.start_retry_until = None
+
+
+class KeeperWorld:
+    def __init__(self, seed, policy=None):
+        self.rng = random.Random(seed)
+        self.policy = policy or Policy()
+        self.t, self.ticks = 0.0, 0
+        self.names = ["n1", "n2"]
+        self.nodes = dict((n, Node(n, self.rng.uniform(0.96, 1.04), self.rng.randint(0, 9))) for n in self.names)
+        self.nodes["n1"].primary = True
+        self.nodes["n2"].follows = "n1"
+        self.arbiter_up, self.lease = True, None     # lease: holder, term, timeline, expires, synchronous, renewed
+        self.cut = set()
+        self.timeline, self.acked, self.next_commit, self.dir_count = [], [], 0, 2
+
+    def log(self, text):
+        self.timeline.append("%7.2f %s" % (self.t, text))
+
+    def link(self, a, b):
+        online = dict((n, self.nodes[n].powered) for n in self.names)
+        online[ARBITER], online[CLIENT] = self.arbiter_up, True
+        return online[a] and online[b] and (a == b or frozenset((a, b)) not in self.cut)
+
+    def peer(self, name):
+        return [n for n in self.names if n != name][0]
+
+    # --- events ---------------------------------------------------------------------------
+    def apply(self, event):
+        self.log("EVENT %s" % " ".join(str(e) for e in event))
+        getattr(self, "ev_" + event[0])(*event[1:])
+
+    def ev_crash(self, name):
+        self.nodes[name].running = False
+
+    def ev_poweroff(self, name):
+        node = self.nodes[name]
+        node.powered = node.running = node.receiver_up = False
+        node.state, node.start_retry_until = {}, None
+
+    def ev_poweron(self, name):
+        if not self.nodes[name].powered:
+            self.nodes[name].powered = True
+            self.request_start(name)
+
+    def ev_start(self, name):
+        if self.nodes[name].powered and not self.nodes[name].running:
+            self.request_start(name)
+
+    def ev_stop(self, name):
+        self.nodes[name].running = False
+
+    def ev_cut(self, a, b):
+        self.cut.add(frozenset((a, b)))
+
+    def ev_isolate(self, name):
+        self.cut.update(frozenset((name, o)) for o in self.names + [ARBITER, CLIENT] if o != name)
+
+    def ev_heal(self):
+        self.cut.clear()
+
+    def ev_arbiter_down(self):
+        self.arbiter_up = False
+
+    def ev_arbiter_up(self):
+        self.arbiter_up = True
+
+    def ev_break_replication(self, name):
+        self.nodes[name].receiver_broken = True
+
+    def ev_fix_replication(self, name):
+        self.nodes[name].receiver_broken = False
+
+    def ev_rebuild(self, name):
+        """rebuild.yml: the old directory moved aside, a fresh standby cloned from the primary."""
+        primaries = [n for n in self.names if self.nodes[n].running and self.nodes[n].primary]
+        node = self.nodes[name]
+        if primaries != [self.peer(name)] or not node.powered or not self.link(name, primaries[0]):
+            return
+        source = self.nodes[primaries[0]]
+        node.moved_aside.append(node.wal)
+        self.dir_count += 1
+        if sum(len(self.nodes[n].moved_aside) for n in self.names) + 2 != self.dir_count:
+            raise Violation("a data directory was dropped")
+        node.wal, node.timeline, node.follows = list(source.wal), source.timeline, source.name
+        node.primary = node.fence_lock = node.async_override = node.receiver_broken = False
+        node.running, node.receiver_up, node.state = True, False, {}
+
+    # --- the start guard ---------------------------------------------------------------------
+    def request_start(self, name):
+        self.nodes[name].start_retry_until = self.t + 40.0
+        self.try_start(name)
+
+    def try_start(self, name):
+        node, peer = self.nodes[name], self.nodes[self.peer(name)]
+        local = {"name": name, "standby_signal": not node.primary, "fence_lock": node.fence_lock and "fenced",
+                 "timeline": node.timeline}
+        peers = {peer.name: {"reachable": False}}
+        if peer.running and self.link(name, peer.name):
+            peers[peer.name] = {"reachable": True, "in_recovery": not peer.primary, "timeline": peer.timeline,
+                                "follows": peer.follows}
+        arbiter = {"lease": self.lease_row(name)}
+        decision = safety.start_decision(local, peers, 2, arbiter=arbiter, start_refusal=self.policy.start_refusal)
+        if decision["write_lock"]:
+            node.fence_lock = True
+        if decision["start"]:
+            node.running, node.start_retry_until, node.state = True, None, {}
+            self.log("%s started (%s)" % (name, decision["reason"]))
+        elif not decision["retry"]:
+            node.start_retry_until = None
+            self.log("%s start refused: %s" % (name, decision["reason"]))
+
+    # --- the arbiter ---------------------------------------------------------------------------
+    def lease_row(self, name):
+        """What read_lease returns to `name` (None: the arbiter does not answer it)."""
+        if not self.link(name, ARBITER):
+            return None
+        if self.lease is None:
+            return {"holder": None}
+        row = dict((k, self.lease[k]) for k in ("holder", "term", "timeline", "synchronous"))
+        return dict(row, expired=self.lease["expires"] < self.t, age=self.t - self.lease["renewed"])
+
+    def lease_change(self, name, kind, timeline, synchronous=False, term=None, takeover=False):
+        if not self.link(name, ARBITER):
+            return False
+        lease, seconds = self.lease, keeper.lease_seconds(BEAT, COUNT)
+        if kind == "create":
+            if lease is not None:
+                return False
+            self.lease = {"holder": name, "term": 1}
+        elif kind == "renew":
+            if lease is None or lease["holder"] != name:
+                return False
+        elif kind == "claim":
+            if lease is None or lease["term"] != term or takeover and not (lease["expires"] < self.t
+                                                                            and lease["synchronous"]):
+                return False
+            self.lease = {"holder": name, "term": term + 1}
+            synchronous = False
+            self.log("%s took the lease (term %d)" % (name, term + 1))
+        self.lease.update(timeline=timeline, expires=self.t + seconds, synchronous=synchronous, renewed=self.t)
+        return True
+
+    # --- one tick ----------------------------------------------------------------------------------
+    def step(self):
+        self.ticks += 1
+        self.t = round(self.ticks * TICK, 6)
+        self.replicate()
+        self.commit()
+        for name in self.names:
+            node = self.nodes[name]
+            beat_ticks = int(round(BEAT / node.rate / TICK))
+            if node.powered and (self.ticks + node.phase) % beat_ticks == 0:
+                self.beat(name)
+        if self.ticks % 10 == 0:
+            for name in self.names:
+                node = self.nodes[name]
+                if node.start_retry_until is not None and node.powered and not node.running:
+                    if self.t > node.start_retry_until:
+                        node.start_retry_until = None
+                    else:
+                        self.try_start(name)
+
+    def replicate(self):
+        for name in self.names:
+            node = self.nodes[name]
+            up = self.nodes[node.follows] if node.follows else None
+            if not node.running or node.primary or up is None or node.receiver_broken or not (
+                    up.running and up.primary and self.link(name, up.name)):
+                node.receiver_up = False
+                continue
+            if len(node.wal) > len(up.wal) or node.wal[-1] != up.wal[len(node.wal) - 1]:
+                node.receiver_up = False     # diverged: needs a rebuild
+                continue
+            node.wal.extend(up.wal[len(node.wal):])
+            node.timeline, node.receiver_up = up.timeline, True
+
+    def streams_from(self, primary):
+        standby = self.nodes[self.peer(primary.name)]
+        return standby.receiver_up and standby.follows == primary.name and self.link(standby.name, primary.name)
+
+    def commit(self):
+        acked_by = []
+        for name in self.names:
+            node = self.nodes[name]
+            if not (node.running and node.primary and self.link(CLIENT, name)):
+                continue
+            self.next_commit += 1
+            entry = ("c", self.next_commit)
+            node.wal.append(entry)
+            if not node.async_override:
+                if not self.streams_from(node):
+                    continue                     # waits for the synchronous standby
+                self.nodes[self.peer(name)].wal.append(entry)
+            self.acked.append((self.next_commit, name, self.t))
+            acked_by.append(name)
+        if len(acked_by) > 1:
+            raise Violation("two nodes acknowledged writes at the same moment: %s" % ", ".join(acked_by))
+
+    # --- the keeper's beat ------------------------------------------------------------------------
+    def survey(self, src, name):
+        node = self.nodes[name]
+        if not node.running or not self.link(src, name):
+            return None
+        facts = {"reachable": True, "role": "primary" if node.primary else "standby", "timeline": node.timeline,
+                 "current_lsn_bytes": len(node.wal) if node.primary else None,
+                 "wal_receiver": {"status": "streaming"} if node.receiver_up else None, "replication": []}
+        if node.primary and self.streams_from(node):
+            standby = self.nodes[self.peer(name)]
+            facts["replication"] = [{"application_name": standby.name, "state": "streaming",
+                                     "sync_state": "async" if node.async_override else "sync",
+                                     "flush_lsn": "0/%X" % len(standby.wal)}]
+        return facts
+
+    def beat(self, name):
+        node, peer = self.nodes[name], self.peer(name)
+        local = self.survey(name, name)
+        remote = self.survey(name, peer) if local else None
+        facts = keeper.beat_facts(name, local, remote, peer, node.async_override, self.lease_row(name), False)
+        node.state, decision = self.policy.keeper_step(facts, node.state, COUNT)
+        done = []
+        for step in decision["steps"]:
+            if not self.carry_out(name, step, facts):
+                break
+            done.append(step[0])
+        if decision["steps"]:
+            self.log("%s keeper: %s (done: %s)" % (name, decision["reason"], ", ".join(done) or "nothing"))
+
+    def carry_out(self, name, step, facts):
+        node, peer = self.nodes[name], self.nodes[self.peer(name)]
+        kind = step[0]
+        if kind in ("create", "renew"):
+            return self.lease_change(name, kind, node.timeline, synchronous=step[1])
+        if kind == "claim":
+            return self.lease_change(name, "claim", node.timeline, term=step[1], takeover=step[2])
+        if kind in ("async", "sync"):
+            node.async_override = kind == "async"
+            return node.running and node.primary
+        if kind == "promote":
+            if not node.running or node.primary:
+                return node.running
+            self.check_no_acked_commit_lost(node)
+            node.primary, node.follows, node.receiver_up = True, None, False
+            node.timeline += 1
+            node.wal.append(("promote", name, node.timeline))
+            self.log("%s promoted (timeline %d)" % (name, node.timeline))
+            return True
+        if kind == "fence_peer":
+            if peer.powered and self.link(name, peer.name):
+                if peer.primary:
+                    peer.fence_lock, peer.running = True, False
+                    self.log("%s fenced %s" % (name, peer.name))
+                else:
+                    peer.follows, peer.receiver_up = None, False
+            return True
+        if kind == "fence_self":
+            node.fence_lock, node.running = True, False
+            self.log("%s fenced itself" % name)
+            return True
+        return kind == "after_command"
+
+    # --- invariants and the end ------------------------------------------------------------------
+    def check_no_acked_commit_lost(self, node):
+        have = set(e[1] for e in node.wal if e[0] == "c")
+        lost = [c for c, unused_node, unused_at in self.acked if c not in have]
+        if lost:
+            raise Violation("acknowledged commits missing on the promoted node: %d on %s (first: %s)" % (
+                len(lost), node.name, lost[0]))
+
+    def takes_writes(self):
+        return [n for n in self.names if self.nodes[n].running and self.nodes[n].primary and
+                (self.nodes[n].async_override or self.streams_from(self.nodes[n]))]
+
+    def state(self):
+        return "\n".join("        %s: %s%s tl=%d wal=%d follows=%s receiver=%s lock=%s async=%s" % (
+            n, "on " if node.powered else "OFF ", ("primary" if node.primary else "standby") +
+            (" running" if node.running else " stopped"), node.timeline, len(node.wal), node.follows,
+            node.receiver_up, node.fence_lock, node.async_override) for n, node in sorted(self.nodes.items())) + \
+            "\n        lease: %s" % self.lease
+
+
+KINDS = ["crash", "poweroff", "poweron", "start", "stop", "cut", "isolate", "heal", "arbiter_down", "arbiter_up",
+         "break_replication", "fix_replication", "rebuild"]
+WEIGHTS = [3, 2, 3, 3, 1, 4, 2, 3, 2, 2, 2, 2, 2]
+
+
+def random_schedule(rng, max_events=50):
+    names, events, at = ["n1", "n2"], [], 0.0
+    for _ in range(rng.randint(1, max_events)):
+        at = round(at + rng.uniform(0.1, 4.0), 1)
+        kind = rng.choices(KINDS, WEIGHTS)[0]
+        if kind in ("heal", "arbiter_down", "arbiter_up"):
+            events.append((at, (kind,)))
+        elif kind == "cut":
+            events.append((at, ("cut",) + tuple(rng.sample(names + [ARBITER, CLIENT], 2))))
+        else:
+            events.append((at, (kind, rng.choice(names))))
+    return events
+
+
+def run_schedule(seed, max_events=50):
+    return random_schedule(random.Random(seed), max_events)
+
+
+def repair(world):
+    return [("heal",), ("arbiter_up",)] + [(k, n) for n in world.names for k in ("fix_replication", "poweron",
+                                                                                  "start")]
+
+
+def run(seed, events=None, max_events=50, policy=None):
+    """One schedule; returns the world. Raises Violation with the timeline on a broken invariant."""
+    world = KeeperWorld(seed, policy)
+    schedule = run_schedule(seed, max_events) if events is None else events
+    try:
+        while world.t < SETTLE:
+            world.step()
+        for at, event in schedule:
+            while world.t < SETTLE + at:
+                world.step()
+            world.apply(event)
+        end = world.t + 8
+        while world.t < end:
+            world.step()
+        for event in repair(world):
+            world.apply(event)
+        repaired = world.t
+        while world.t < repaired + LIVENESS and not world.takes_writes():
+            world.step()
+            if abs(world.t - repaired - 20) < TICK / 2:      # rebuild.yml for a node left fenced or diverged
+                for name in world.names:
+                    node = world.nodes[name]
+                    if not node.running or not node.primary and not node.receiver_up:
+                        world.apply(("rebuild", name))
+        if not world.takes_writes():
+            raise Violation("liveness: no primary takes writes %.0f s after every fault was repaired" % LIVENESS)
+    except Violation as exc:
+        exc.world, exc.schedule = world, schedule
+        raise
+    world.schedule = schedule
+    return world

@@ -1,0 +1,124 @@
+"""Table tests of the keeper's decision (module_utils/keeper.py): every branch, each refusal."""
+import pytest
+
+from ansible_collections.pgha.cluster.plugins.module_utils import keeper
+
+HELD = {"holder": "node1", "term": 4, "timeline": 2, "expired": False, "synchronous": True, "age": 0.5}
+PEER_STREAMS = {"name": "node2", "reachable": True, "role": "standby", "timeline": 2, "streaming": True,
+                "sync": True, "flush_lsn": 1000}
+PEER_GONE = {"name": "node2", "reachable": False}
+PEER_PRIMARY = {"name": "node2", "reachable": True, "role": "primary", "timeline": 3}
+SYNCED = {"failures": 0, "synced": True, "unsynced_lsn": 10, "was_async": False}
+
+
+def primary(**changes):
+    facts = {"name": "node1", "role": "primary", "timeline": 2, "lsn": 1000, "async": False, "paused": False,
+             "lease": HELD, "peer": PEER_STREAMS}
+    facts.update(changes)
+    return facts
+
+
+def standby(**changes):
+    facts = {"name": "node2", "role": "standby", "timeline": 2, "receiving": True, "paused": False,
+             "lease": dict(HELD, expired=True), "peer": dict(PEER_GONE, name="node1")}
+    facts.update(changes)
+    return facts
+
+
+def steps(decision):
+    return [s[0] for s in decision["steps"]]
+
+
+@pytest.mark.parametrize("facts, state, expected, words", [
+    # the primary
+    (primary(), SYNCED, ["renew"], "standby streams"),
+    (primary(paused=True), SYNCED, [], "paused"),
+    (primary(lease={"holder": None}), SYNCED, ["create"], "new cluster"),
+    (primary(peer=PEER_GONE), SYNCED, ["renew"], "failed beat 1 of 3"),
+    (primary(peer=PEER_GONE), dict(SYNCED, failures=2), ["renew", "async"], "asynchronous replication"),
+    (primary(peer=PEER_GONE, **{"async": True}), SYNCED, ["renew"], "asynchronous while"),
+    (primary(**{"async": True}), SYNCED, ["renew", "sync"], "back to synchronous"),
+    (primary(peer=PEER_PRIMARY), SYNCED, ["renew", "fence_peer"], "without the lease: fencing it"),
+    (primary(lease=dict(HELD, holder="node2", timeline=3)), SYNCED, ["fence_self"], "a failover happened"),
+    (primary(lease=dict(HELD, holder="node2", timeline=2)), SYNCED, ["fence_self"], "a failover happened"),
+    (primary(timeline=3, lease=dict(HELD, holder="node2", timeline=2)), SYNCED, ["claim"], "switchover"),
+    (primary(lease=None), SYNCED, [], "arbiter does not answer: no switch"),
+    (primary(lease=None, peer=PEER_GONE), dict(SYNCED, failures=5), [], "no switch to asynchronous"),
+    (primary(lease=None, **{"async": True}), SYNCED, ["sync"], "back to synchronous"),
+    (primary(lease=None, peer=PEER_PRIMARY), SYNCED, ["fence_self"], "fencing this node"),
+    (primary(lease=None, peer=dict(PEER_PRIMARY, timeline=1)), SYNCED, [], "it fences itself"),
+    # the standby
+    (standby(peer=dict(PEER_PRIMARY, name="node1")), {}, [], "the primary answers"),
+    (standby(peer=dict(PEER_PRIMARY, name="node1"), receiving=False), {}, [], "does not stream from it"),
+    (standby(), {}, [], "failed beat 1 of 3"),
+    (standby(), {"failures": 2}, ["claim", "promote", "fence_peer", "renew", "async", "after_command"],
+     "taking the lease and promoting"),
+    (standby(lease=None), {"failures": 2}, [], "neither does the arbiter"),
+    (standby(lease=HELD), {"failures": 2}, [], "the link between the nodes is down"),
+    (standby(lease=dict(HELD, expired=True, synchronous=False)), {"failures": 2}, [], "could lose acknowledged"),
+    (standby(lease={"holder": None}), {"failures": 2}, [], "never held"),
+    (standby(lease=dict(HELD, holder="node2")), {}, ["promote", "renew", "async", "after_command"], "holds the lease"),
+    (standby(lease=dict(HELD, holder="node2"), peer=dict(PEER_PRIMARY, name="node1")), {},
+     ["fence_peer", "promote", "renew", "async", "after_command"], "holds the lease"),
+    (standby(paused=True), {"failures": 2}, [], "paused"),
+    # the local server is down
+    ({"name": "node1", "role": None}, {"failures": 2}, [], "does not answer"),
+])
+def test_keeper_step(facts, state, expected, words):
+    new_state, decision = keeper.keeper_step(facts, state, 3)
+    assert steps(decision) == expected and words in decision["reason"], decision
+
+
+def test_standby_claims_the_term_it_read_and_only_as_a_takeover():
+    unused, decision = keeper.keeper_step(standby(), {"failures": 2}, 3)
+    assert decision["steps"][0] == ("claim", 4, True)
+
+
+def test_async_is_recorded_at_the_arbiter_before_the_switch():
+    unused, decision = keeper.keeper_step(primary(peer=PEER_GONE), dict(SYNCED, failures=2), 3)
+    assert decision["steps"] == [("renew", False), ("async",)]
+
+
+def test_synced_only_after_the_standby_caught_up_past_the_asynchronous_commits():
+    state = {}
+    state, decision = keeper.keeper_step(primary(**{"async": True}, lsn=5000), state, 3)
+    assert decision["steps"][0] == ("renew", False)
+    state, decision = keeper.keeper_step(primary(lsn=6000, peer=dict(PEER_STREAMS, flush_lsn=5500)), state, 3)
+    assert decision["steps"] == [("renew", False)]        # first beat after the switch: commits up to 6000 async
+    state, decision = keeper.keeper_step(primary(lsn=7000, peer=dict(PEER_STREAMS, flush_lsn=5900)), state, 3)
+    assert decision["steps"] == [("renew", False)]        # not yet past 6000
+    state, decision = keeper.keeper_step(primary(lsn=7000, peer=dict(PEER_STREAMS, flush_lsn=6000)), state, 3)
+    assert decision["steps"] == [("renew", True)]
+    state, decision = keeper.keeper_step(primary(peer=PEER_GONE), state, 3)
+    assert decision["steps"] == [("renew", True)]         # synchronous mode: commits still wait for it
+
+
+def test_a_fresh_keeper_does_not_vouch_for_the_standby_on_its_first_beat():
+    unused, decision = keeper.keeper_step(primary(), {}, 3)
+    assert decision["steps"] == [("renew", False)]
+
+
+@pytest.mark.parametrize("lease, timeline, refused", [
+    (None, 2, "does not answer"),
+    ({"holder": None}, 2, None),
+    (dict(HELD, holder="node1"), 2, None),
+    (dict(HELD, holder="node2", timeline=2), 2, "a failover happened"),
+    (dict(HELD, holder="node2", timeline=3), 2, "a failover happened"),
+    (dict(HELD, holder="node2", timeline=1), 2, None),
+])
+def test_start_refusal(lease, timeline, refused):
+    reason = keeper.start_refusal(lease, "node1", timeline)
+    assert (reason is None) if refused is None else (refused in reason)
+
+
+def test_beat_facts_from_surveys():
+    local = {"role": "primary", "timeline": 2, "current_lsn_bytes": 99, "wal_receiver": None,
+             "replication": [{"application_name": "node2", "state": "streaming", "sync_state": "quorum",
+                              "flush_lsn": "0/63"}]}
+    peer = {"reachable": True, "role": "standby", "timeline": 2, "wal_receiver": {"status": "streaming"}}
+    facts = keeper.beat_facts("node1", local, peer, "node2", True, HELD, False)
+    assert facts["peer"] == {"name": "node2", "reachable": True, "role": "standby", "timeline": 2,
+                             "streaming": True, "sync": True, "flush_lsn": 99}
+    assert facts["async"] and facts["lsn"] == 99 and facts["role"] == "primary"
+    assert keeper.beat_facts("node1", None, None, "node2", False, None, False)["role"] is None
+    assert keeper.lease_seconds(1, 3) == 3.0
