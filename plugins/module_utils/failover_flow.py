@@ -29,12 +29,15 @@ __metaclass__ = type
 from ansible_collections.pgha.cluster.plugins.module_utils import safety, topology
 
 
-def failover_steps(failed, total, lease, max_seconds, sync_required=0, sync_names=(), force=False):
-    """The failover of `failed`; returns {"result": "promoted" | "none" | "refused", ...}."""
+def failover_steps(failed, total, lease, max_seconds, sync_required=0, sync_names=(), force=False, candidate=None):
+    """The failover of `failed` (None: whichever primary failed); returns {"result":
+    "promoted" | "none" | "refused", ...}. candidate and force come from an operator
+    (failover.yml); force also overrides the quorum rule and a refusal of the gate, saying
+    what it overrides. pgpool's hook never forces."""
     started = yield ("now",)
     facts = yield ("survey",)
     try:
-        plan = topology.plan_failover(facts, failed_node=failed)
+        plan = topology.plan_failover(facts, failed_node=failed, candidate=candidate, force=force)
     except topology.Refusal as exc:
         return _refused("plan", str(exc))
     if plan["action"] == "none":
@@ -45,7 +48,7 @@ def failover_steps(failed, total, lease, max_seconds, sync_required=0, sync_name
     # The fence may have stopped a node that had come back: decide again on fresh facts.
     facts = yield ("survey",)
     try:
-        plan = topology.plan_failover(facts, failed_node=failed)
+        plan = topology.plan_failover(facts, failed_node=failed, candidate=candidate, force=force)
     except topology.Refusal as exc:
         return (yield from _undo(_standbys(fenced), failed, _refused("plan", str(exc))))
     if plan["action"] == "none":
@@ -58,6 +61,8 @@ def failover_steps(failed, total, lease, max_seconds, sync_required=0, sync_name
     refusal = safety.sync_quorum_refusal(facts, plan, sync_required, may_have_acked, failed_timeline)
     if refusal and not force:
         return _refused("quorum", refusal)
+    if refusal:
+        yield ("log", "forced by the operator: %s" % refusal)
     revoked = {}
     while True:
         now = yield ("now",)
@@ -67,6 +72,9 @@ def failover_steps(failed, total, lease, max_seconds, sync_required=0, sync_name
         limit = lease["receiver_timeout"] + 1.5 if gate.get("veto") else max_seconds
         if gate["action"] == "wait" and now + gate["seconds"] - started > limit:
             gate = dict(gate, action="refuse", reason="%s; gave up after %.1f s" % (gate["reason"], limit))
+        if gate["action"] == "refuse" and force:
+            gate = dict(gate, reason="forced by the operator although: %s" % gate["reason"])
+            break
         if gate["action"] == "refuse":
             return (yield from _undo(set(revoked) | _standbys(fenced), failed, _refused("gate", gate["reason"])))
         yield ("log", gate["reason"])
@@ -81,7 +89,7 @@ def failover_steps(failed, total, lease, max_seconds, sync_required=0, sync_name
             yield ("sleep", gate["seconds"])
         facts = yield ("survey",)
         try:
-            plan = topology.plan_failover(facts, failed_node=failed)
+            plan = topology.plan_failover(facts, failed_node=failed, candidate=candidate, force=force)
         except topology.Refusal as exc:
             return (yield from _undo(revoked, failed, _refused("plan", str(exc))))
         if plan["action"] == "none":
@@ -111,7 +119,7 @@ def _refused(stage, reason):
 
 def _undo(revoked, primary, result):
     """A refused failover gives the standbys it revoked back to the primary they followed."""
-    if revoked:
+    if revoked and primary:
         yield ("repoint", sorted(revoked), primary)
     return result
 

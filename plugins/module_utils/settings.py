@@ -41,6 +41,8 @@ BOUNDS = {
     "pgha_arbiter_port": PORT,
     "failover_follow_timeout": SECONDS,
     "rebuild_stream_timeout": SECONDS,
+    "rebuild_keep_aside": ("int", 1, 1000),
+    "rebuild_keep_aside_days": ("int", 0, 3650),
     "replication_stream_timeout": SECONDS,
     "service_start_timeout": SECONDS,
     "switchover_catchup_timeout": SECONDS,

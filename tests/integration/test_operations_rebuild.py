@@ -1,6 +1,7 @@
-"""rebuild.yml on a healthy standby changes nothing; with force=true it rebuilds by pg_rewind,
-then by pg_basebackup (-e basebackup=true), which moves the old data directory aside and never
-deletes it. Both end with the node streaming from the primary and attached in pgpool; the
+"""rebuild.yml on a healthy standby changes nothing; with force=true it rebuilds by pg_rewind
+(the node's WAL kept aside first), then by pg_basebackup (-e basebackup=true), which moves the
+old data directory aside and never deletes it; copies beyond the retention are pruned, never
+the newest. Both end with the node streaming from the primary and attached in pgpool; the
 times are reported."""
 import time
 
@@ -30,11 +31,15 @@ def test_rebuild_standby_by_rewind_then_by_basebackup(lab, ansible, healthy_clus
     recap = [line for line in result.stdout.splitlines() if ": ok=" in line]
     assert recap and all("changed=0 " in line for line in recap), "\n".join(recap)
     rewind = timed_rebuild(ansible, lab, primary, node, "-e", "force=true")
+    kept = set(lab_exec(node, ASIDE).stdout.split()) - before
     # pg_basebackup always moves the old directory aside: none moved means pg_rewind did it.
-    assert set(lab_exec(node, ASIDE).stdout.split()) == before, "pg_rewind failed and pg_basebackup ran"
-    basebackup = timed_rebuild(ansible, lab, primary, node, "-e", "force=true", "-e", "basebackup=true")
-    moved = set(lab_exec(node, ASIDE).stdout.split()) - before
-    assert len(moved) == 1, "pg_basebackup must keep the old directory aside, found %s" % moved
-    assert lab_exec(node, "test -s %s/PG_VERSION" % moved.pop()).returncode == 0, "the kept directory is empty"
+    assert [k.endswith("-wal") for k in kept] == [True], "pg_rewind must keep the WAL aside, found %s" % kept
+    assert lab_exec(node, "ls %s | grep -q '^0000'" % kept.pop()).returncode == 0, "the kept WAL is empty"
+    # Retention 1 copy, no minimum age: only the copy this run makes is left.
+    basebackup = timed_rebuild(ansible, lab, primary, node, "-e", "force=true", "-e", "basebackup=true",
+                               "-e", "rebuild_keep_aside=1", "-e", "rebuild_keep_aside_days=0")
+    aside = lab_exec(node, ASIDE).stdout.split()
+    assert len(aside) == 1 and aside[0] not in before, "expected only the newest copy kept, found %s" % aside
+    assert lab_exec(node, "test -s %s/PG_VERSION" % aside[0]).returncode == 0, "the kept directory is empty"
     report("chaos.txt", "rebuild of standby %s (playbook run): pg_rewind %.1f s, pg_basebackup %.1f s "
            "(old directory kept aside)" % (node, rewind, basebackup))

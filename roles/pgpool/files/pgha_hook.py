@@ -5,6 +5,7 @@
     pgha-hook reattach NODE_ID          (started by failover in the background)
     pgha-hook reattach-standby NODE_ID  (started by failover in the background)
     pgha-hook fence NODE_NAME REASON    (started by failover in the background)
+    pgha-hook manual FAILED|- [CANDIDATE|- [force]]   (failover.yml: the same steps, by hand)
 
 Failover (pgpool waits for it): module_utils/failover_flow decides step by step (plan,
 fence, synchronous quorum rule, promotion gate) and this hook carries out each request
@@ -224,7 +225,7 @@ class Executor:
 
 
 def failover(config, args):
-    from ansible_collections.pgha.cluster.plugins.module_utils import failover_flow, markers, pg_facts
+    from ansible_collections.pgha.cluster.plugins.module_utils import markers, pg_facts
     nodes = config["nodes"]
     failed = nodes[int(args["node_id"])]
     marker, stale = markers.pausing_marker([config["maintenance_file"], config.get("operation_lock", ""),
@@ -239,21 +240,7 @@ def failover(config, args):
         return 0
     for path, age in stale:
         log("ignoring %s: %d s old (a playbook that died?)" % (path, age), syslog.LOG_WARNING)
-    started = time.monotonic()
-    sync_names = config.get("sync_names") or []
-    steps = failover_flow.failover_steps(failed["name"], len(nodes), config["lease"], config.get("hook_seconds", 40),
-                                         sync_required=config.get("sync_required", 0),
-                                         sync_names=[n for n in sync_names if n != failed["name"]])
-    executor = Executor(config, started)
-    result = failover_flow.drive(steps, executor)
-    if result["result"] == "promoted":
-        # An old primary that did not answer may come back: keep trying to stop it. Only
-        # after a promotion: after a refusal it is still the cluster's primary.
-        for name in sorted(executor.unverified):
-            start_background("fence", name, "pgha failover")
-    log("failover of %s: %s: %s (%.3f s)"
-        % (failed["name"], result["result"], result["reason"], time.monotonic() - started),
-        syslog.LOG_ERR if result["result"] == "refused" else syslog.LOG_NOTICE)
+    result = run_failover(config, failed["name"])
     if result["result"] == "refused":
         facts = survey(config, pg_facts)
         if is_live_primary(facts[failed["name"]]):
@@ -265,6 +252,36 @@ def failover(config, args):
         # streams from the primary (after a cut heals or the node restarts).
         start_background("reattach-standby", args["node_id"])
     return 0
+
+
+def run_failover(config, failed, candidate=None, force=False):
+    """failover_flow's steps carried out on the servers; the result (logged)."""
+    from ansible_collections.pgha.cluster.plugins.module_utils import failover_flow
+    started = time.monotonic()
+    sync_names = config.get("sync_names") or []
+    steps = failover_flow.failover_steps(failed, len(config["nodes"]), config["lease"], config.get("hook_seconds", 40),
+                                         sync_required=config.get("sync_required", 0),
+                                         sync_names=[n for n in sync_names if n != failed], force=force,
+                                         candidate=candidate)
+    executor = Executor(config, started)
+    result = failover_flow.drive(steps, executor)
+    if result["result"] == "promoted":
+        # An old primary that did not answer may come back: keep trying to stop it. Only
+        # after a promotion: after a refusal it is still the cluster's primary.
+        for name in sorted(executor.unverified):
+            start_background("fence", name, "pgha failover")
+    log("failover of %s: %s: %s (%.3f s)"
+        % (failed or "the primary", result["result"], result["reason"], time.monotonic() - started),
+        syslog.LOG_ERR if result["result"] == "refused" else syslog.LOG_NOTICE)
+    return result
+
+
+def manual(config, args):
+    """failover.yml's fence, gate and promotion: the same steps as pgpool's failover, asked by an
+    operator who holds the cluster lock (so no marker pauses it). Prints the result as JSON."""
+    result = run_failover(config, args["failed"] or None, args["candidate"] or None, args["force"])
+    print(json.dumps(result))
+    return 1 if result["result"] == "refused" else 0
 
 
 def is_live_primary(facts):
@@ -408,18 +425,21 @@ def _run_env(argv, env):
 def main(argv):
     syslog.openlog("pgha-hook", syslog.LOG_PID)
     commands = {"failover": failover, "follow": follow, "reattach": reattach, "reattach-standby": reattach_standby,
-                "fence": fence_until_done}
+                "fence": fence_until_done, "manual": manual}
     if len(argv) < 3 or argv[1] not in commands:
         log("usage: pgha-hook failover|follow %d %h %p %D %m %H %M %P %r %R %N %S", syslog.LOG_ERR)
         return 2
     config = load_config()
     if argv[1] == "fence":
         args = {"node": argv[2], "reason": " ".join(argv[3:]) or "failover"}
+    elif argv[1] == "manual":
+        args = {"failed": argv[2].strip("-"), "candidate": (argv[3:4] or [""])[0].strip("-"),
+                "force": argv[4:5] == ["force"]}
     else:
         args = dict(zip(FIELDS, argv[2:]))
     # One failover at a time on this node; follow runs per node and may overlap.
-    with open(config["lock_path"] + "." + argv[1], "a") as lock:
-        if argv[1] == "failover":
+    with open(config["lock_path"] + "." + ("failover" if argv[1] == "manual" else argv[1]), "a") as lock:
+        if argv[1] in ("failover", "manual"):
             fcntl.flock(lock, fcntl.LOCK_EX)
         try:
             return commands[argv[1]](config, args)

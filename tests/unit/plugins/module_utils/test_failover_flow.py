@@ -71,3 +71,32 @@ def test_quorum_refusal_in_sync_mode():
     result = run(executor, sync_required=1, sync_names=("b", "c"))
     assert result["result"] == "refused" and result["stage"] == "quorum"
     assert "promote" not in executor.requests
+
+
+def test_an_operator_candidate_is_promoted_when_it_is_as_advanced():
+    fence = {"a": {"kind": "primary", "timeline": 1}}
+    result = run(Executor({"a": DOWN, "b": standby(20), "c": standby(20)}, fence=fence), candidate="b")
+    assert result["result"] == "promoted" and result["candidate"] == "b"
+
+
+def test_an_operator_candidate_behind_another_standby_is_refused():
+    fence = {"a": {"kind": "primary", "timeline": 1}}
+    executor = Executor({"a": DOWN, "b": standby(10), "c": standby(20)}, fence=fence)
+    result = run(executor, candidate="b")
+    assert result["result"] == "refused" and result["stage"] == "plan" and "promote" not in executor.requests
+
+
+def test_force_overrides_a_refusal_and_says_so():
+    executor = Executor({"a": DOWN, "b": standby(10), "c": DOWN}, fence={"a": {"kind": "primary", "timeline": 1}})
+    result = run(executor, sync_required=1, sync_names=("b", "c"), force=True)
+    assert result["result"] == "promoted" and "promote" in executor.requests
+    steps = failover_flow.failover_steps("a", 2, dict(safety.DEFAULT_LEASE), 30.0, force=True)
+    result = failover_flow.drive(steps, Executor({"a": DOWN, "b": standby(10)}))
+    assert result["result"] == "promoted" and result["reason"].startswith("forced by the operator although")
+
+
+def test_two_nodes_without_a_verified_fence_are_refused_unless_forced():
+    steps = failover_flow.failover_steps("a", 2, dict(safety.DEFAULT_LEASE), 30.0)
+    executor = Executor({"a": DOWN, "b": standby(10)})
+    result = failover_flow.drive(steps, executor)
+    assert result["result"] == "refused" and result["stage"] == "gate" and "promote" not in executor.requests
