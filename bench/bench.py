@@ -132,9 +132,11 @@ class Bench:
         runs = []
         for cycle in range(1, cycles + 1):
             run = self.kill_cycle(system)
-            say("  cycle %d: %s -> %s, fault->write %s, lost %d, all following %s, stale reads until %s, "
-                "%d commits/s" % (cycle, run["old_primary"], run["new_primary"], seconds(run["to_write"]),
-                                  run["lost"], seconds(run["following"]), seconds(run["stale_until"]), run["rate"]))
+            say("  cycle %d: %s -> %s, fault->write %s (per-connection writer %s), lost %d, all following %s, "
+                "stale reads until %s, %d commits/s" % (
+                    cycle, run["old_primary"], run["new_primary"], seconds(run["to_write"]),
+                    seconds(run["to_write_fresh"]), run["lost"], seconds(run["following"]),
+                    seconds(run["stale_until"]), run["rate"]))
             runs.append(run)
         self.results["failover"].append({"system": system, "replication": replication, "detection": detection,
                                          "runs": runs})
@@ -143,8 +145,11 @@ class Bench:
         old = self.healthy()
         old_address = self.lab["nodes"][old]
         writer = probe.Writer(self.lab, pause=0)
+        # What most applications see after an error: a new connection for every commit (10/s).
+        fresh = probe.FreshWriter(self.lab, pause=0.1)
         reader = StaleReader(self.lab, writer)
         writer.start()
+        fresh.start()
         reader.start()
         probe.wait_for(lambda: len(writer.acked) > 100, 20)
         time.sleep(1)
@@ -152,6 +157,9 @@ class Bench:
         fault_at = probe.KillPostmaster().inject(old)
         first = probe.wait_for(lambda: [t for _, t, srv in writer.acked if t > fault_at and srv != old_address],
                                self.args.observe, 0.02)
+        first_fresh = probe.wait_for(lambda: sorted(t for _, t, srv in fresh.acked
+                                                    if t > fault_at and srv != old_address),
+                                     max(1.0, fault_at + self.args.observe - time.time()), 0.02)
         new = probe.wait_for(lambda: [n for n in probe.primaries(probe.survey(self.lab)) if n != old], 10)
         following = None
         if new and probe.wait_for(lambda: probe.followers_ok(self.lab, new[0]), fault_at + self.args.observe - time.time()):
@@ -164,16 +172,17 @@ class Bench:
         else:
             time.sleep(max(0.0, fault_at + self.args.observe - time.time()))
         reader.ended_at = time.time()
-        writer.stop.set()
-        reader.stop.set()
-        writer.join(10)
-        reader.join(10)
+        for thread in (writer, fresh, reader):
+            thread.stop.set()
+        for thread in (writer, fresh, reader):
+            thread.join(10)
         now_primaries = probe.primaries(probe.survey(self.lab))
         if len(now_primaries) != 1:
             raise SystemExit("bench: %s left %d primaries: %s" % (system, len(now_primaries), now_primaries))
         run = {"old_primary": old, "new_primary": now_primaries[0], "rate": rate,
                "to_write": (first[0] - fault_at) if first else None, "following": following,
-               "lost": probe.missing_acked_rows(self.lab, now_primaries[0], writer.acked),
+               "to_write_fresh": (first_fresh[0] - fault_at) if first_fresh else None,
+               "lost": probe.missing_acked_rows(self.lab, now_primaries[0], writer.acked + fresh.acked),
                "stale_until": reader.stale_until(fault_at)}
         self.repair(system, old)
         return run

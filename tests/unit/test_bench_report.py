@@ -55,3 +55,19 @@ def test_run_with_keeper_series_and_data_copy_times():
     assert measured == "121.40 %" and not met
     keeper_rows = [line for line in report.other_tables(run) if line.startswith("| kill -9 of the primary |")]
     assert keeper_rows == ["| kill -9 of the primary | 5 | 3 | 2.47 / 2.88 / 2.99 | 0 |"]
+
+
+def test_per_connection_writer_goals_against_the_baseline():
+    def series(system, replication, fresh, following):
+        return {"system": system, "replication": replication, "detection": "backend error",
+                "runs": [{"to_write": f, "to_write_fresh": f, "following": g, "lost": 0, "rate": 100,
+                          "stale_until": 0.0} for f, g in zip(fresh, following)]}
+    results = {"failover": [series("pgha", "sync", [0.7, 0.75, 1.6], [1.0, 1.2, 2.0]),
+                            series("baseline", "async", [0.8, 0.8, 0.9], [None, None, None])],
+               "switchover": [], "rebuild": [], "operations": {}}
+    goals = dict((goal, (measured, met)) for goal, measured, met in report.goals(results))
+    assert goals["kill -9 (sync), per-connection writer: median ≤ 0.8 s"] == ("0.75 s", True)
+    assert goals["kill -9 (sync), per-connection writer: max ≤ 1.5 s"] == ("1.60 s", False)
+    assert goals["kill -9 (sync), per-connection writer: median ≤ 1.0 × baseline's"] == ("0.94 ×", True)
+    assert goals["every standby streams ≤ 3 s after the first write (max)"] == ("0.45 s", True)
+    assert "per-connection writer" in report.failover_table(results["failover"])[0]

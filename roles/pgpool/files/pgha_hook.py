@@ -190,7 +190,21 @@ class Executor:
         self.unverified = set()  # fences that did not reach their node
 
     def __call__(self, request):
-        return getattr(self, "do_" + request[0])(*request[1:])
+        result = getattr(self, "do_" + request[0])(*request[1:])
+        if request[0] in ("survey", "fence", "revoke", "promote", "repoint"):
+            # Each step's end on one clock: the bench lines them up with pgpool's log and the writer.
+            log("step %s%s done: %s (%.3f s)" % (request[0], "" if request[0] == "survey" else " " + str(request[1]),
+                                                 self.summary(request[0], result), time.monotonic() - self.started))
+        return result
+
+    @staticmethod
+    def summary(kind, result):
+        if kind == "survey":
+            return ", ".join("%s %s" % (n, f.get("role") if f.get("reachable") else "unreachable")
+                             for n, f in sorted(result.items()))
+        if kind == "fence":
+            return "verified %s" % (", ".join(sorted(result)) or "none")
+        return str(result)
 
     def do_now(self):
         return time.monotonic()
