@@ -124,3 +124,57 @@ def rebuild_need(target, primary, primary_address):
     else:
         reason, needed = "it already streams from the primary on timeline %s" % primary.get("timeline"), False
     return {"needed": needed, "reason": reason}
+
+
+def deploy_primary(nodes, intended):
+    """site.yml's primary, read from the servers: {"primary", "running", "with_data", "fenced",
+    "refusal"}. nodes: {name: {"has_data": bool, "facts": pg_node_info's result or None}};
+    intended: the inventory's pgha_role=primary host, which decides only for a cluster
+    without data. refusal: why site.yml may not deploy (None when it may)."""
+    running = sorted(n for n, node in nodes.items() if (node.get("facts") or {}).get("role") == "primary")
+    with_data = sorted(n for n, node in nodes.items() if node.get("has_data"))
+    fenced = sorted(n for n, node in nodes.items() if (node.get("facts") or {}).get("fence_lock_present"))
+    primary = running[0] if len(running) == 1 else (intended if not with_data else "")
+    refusal = None
+    if len(running) > 1:
+        refusal = ("two primaries are running (%s): resolve the split brain (fence one, then rebuild it) before "
+                   "running site.yml" % ", ".join(running))
+    elif not primary:
+        refusal = ("data directories exist on %s but no primary is running: start the right node or run "
+                   "pgha.cluster.failover first; site.yml will not pick one" % ", ".join(with_data))
+    elif fenced:
+        refusal = ("%s %s fenced (old primary after a failover): make %s with pgha.cluster.rebuild -e target=%s "
+                   "before running site.yml again" % (", ".join(fenced), "is" if len(fenced) == 1 else "are",
+                                                      "it a standby" if len(fenced) == 1 else "them standbys",
+                                                      fenced[0]))
+    return {"primary": primary, "running": running, "with_data": with_data, "fenced": fenced, "refusal": refusal}
+
+
+def service_plan(nodes):
+    """start.yml's and stop.yml's reading of the backends: {"running", "would_be", "fenced",
+    "primary", "refusal"}. nodes: {name: {"role" (from pg_node_info, None when it does not
+    answer), "standby_signal", "fence_lock"}}. primary: the running primary, else the one data
+    directory that would start as a primary (no standby.signal, no fence lock). refusal: two
+    nodes are or would start as primary."""
+    running = sorted(n for n, node in nodes.items() if node.get("role") == "primary")
+    would_be = sorted(n for n, node in nodes.items() if not node.get("standby_signal") and not node.get("fence_lock"))
+    fenced = sorted(n for n, node in nodes.items() if node.get("fence_lock") and not node.get("standby_signal"))
+    refusal = None
+    if len(running) > 1 or (not running and len(would_be) > 1):
+        both = running if len(running) > 1 else would_be
+        refusal = ("refused, nothing changed: %s %s as primary. Keep the one with the most WAL and rebuild the "
+                   "other with pgha.cluster.rebuild before starting or stopping the cluster"
+                   % (" and ".join(both), "run" if len(running) > 1 else "would both start"))
+    return {"running": running, "would_be": would_be, "fenced": fenced,
+            "primary": (running + would_be + [""])[0], "refusal": refusal}
+
+
+def rebuild_source(roles, target):
+    """rebuild.yml's primary: {"primary", "refusal"}; roles: {name: "primary" | "standby" | other}."""
+    primaries_found = sorted(n for n, role in roles.items() if role == "primary")
+    if target in primaries_found:
+        return {"primary": target, "refusal": "refusing to rebuild %s: it is the current primary" % target}
+    if len(primaries_found) != 1:
+        return {"primary": "", "refusal": "need exactly one running primary, found: %s" % (
+            ", ".join(primaries_found) or "none")}
+    return {"primary": primaries_found[0], "refusal": None}

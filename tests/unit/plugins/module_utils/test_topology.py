@@ -1,8 +1,13 @@
 """The decision core: tables of node facts -> plan or refusal."""
+import re
+
 import pytest
 
+from ansible_collections.pgha.cluster.plugins.module_utils import topology as topology_module
 from ansible_collections.pgha.cluster.plugins.module_utils.topology import (
-    Refusal, cluster_state, plan_failover, rank_candidates, rebuild_need)
+    Refusal, cluster_state, deploy_primary, plan_failover, rank_candidates, rebuild_need)
+
+from collection_path import REPO
 
 SYSID = "7441000000000000001"
 
@@ -114,3 +119,67 @@ def streaming_standby(host="10.0.0.1", timeline=2, status="streaming"):
 def test_rebuild_is_needed_unless_the_node_streams_from_the_primary(target, needed, reason):
     decision = rebuild_need(target, {"timeline": 2}, "10.0.0.1")
     assert decision["needed"] is needed and reason in decision["reason"]
+
+
+def deploy_node(has_data=True, role=None, fenced=False):
+    return {"has_data": has_data, "facts": {"role": role, "fence_lock_present": fenced} if has_data else None}
+
+
+@pytest.mark.parametrize("nodes, primary, refusal", [
+    ({"a": deploy_node(False), "b": deploy_node(False)}, "a", None),
+    ({"a": deploy_node(role="standby"), "b": deploy_node(role="primary")}, "b", None),
+    ({"a": deploy_node(role="primary"), "b": deploy_node(role="primary")}, "", "two primaries are running (a, b)"),
+    ({"a": deploy_node(role="unknown"), "b": deploy_node(role="standby")}, "", "no primary is running"),
+    ({"a": deploy_node(role="unknown", fenced=True), "b": deploy_node(role="primary")}, "b", "a is fenced"),
+    ({"a": deploy_node(False), "b": deploy_node(role="primary")}, "b", None),
+])
+def test_deploy_primary(nodes, primary, refusal):
+    decision = deploy_primary(nodes, "a")
+    assert decision["primary"] == primary
+    assert (decision["refusal"] is None) if refusal is None else (refusal in decision["refusal"])
+
+
+def service_node(role=None, standby_signal=True, fence_lock=False):
+    return {"role": role, "standby_signal": standby_signal, "fence_lock": fence_lock}
+
+
+@pytest.mark.parametrize("nodes, primary, refusal", [
+    ({"a": service_node("primary", False), "b": service_node("standby")}, "a", None),
+    ({"a": service_node(None, False), "b": service_node(None)}, "a", None),
+    ({"a": service_node(None, False, True), "b": service_node(None)}, "", None),
+    ({"a": service_node(None, False), "b": service_node(None, False)}, "a", "a and b would both start"),
+    ({"a": service_node("primary", False), "b": service_node("primary", False)}, "a", "a and b run"),
+    ({"a": service_node("primary", False), "b": service_node(None, False)}, "a", None),
+])
+def test_service_plan(nodes, primary, refusal):
+    plan = topology_module.service_plan(nodes)
+    assert plan["primary"] == primary
+    assert (plan["refusal"] is None) if refusal is None else (refusal in plan["refusal"])
+
+
+@pytest.mark.parametrize("roles, target, primary, refusal", [
+    ({"a": "primary", "b": "unknown"}, "b", "a", None),
+    ({"a": "primary", "b": "standby"}, "a", "a", "it is the current primary"),
+    ({"a": "unknown", "b": "standby"}, "b", "", "found: none"),
+    ({"a": "primary", "b": "primary", "c": "standby"}, "c", "", "found: a, b"),
+])
+def test_rebuild_source(roles, target, primary, refusal):
+    source = topology_module.rebuild_source(roles, target)
+    assert source["primary"] == primary
+    assert (source["refusal"] is None) if refusal is None else (refusal in source["refusal"])
+
+
+# Facts read from the servers compared with 'primary' (the inventory's pgha_role is intent, not a fact).
+DECIDING = re.compile(r"(?<!pgha_role)', 'equalto', 'primary'|(?<!pgha_)role[^ ]* *== *'primary'|"
+                      r"in_recovery[^ ]* *(==|is) *(false|False)")
+
+
+def test_no_jinja_in_roles_or_playbooks_decides_which_node_is_primary():
+    """Such decisions call a filter (plugins/filter) or read a module's result."""
+    offending = []
+    for path in sorted(list((REPO / "roles").rglob("*.yml")) + list((REPO / "roles").rglob("*.j2"))
+                       + list((REPO / "playbooks").glob("*.yml"))):
+        for number, line in enumerate(path.read_text().splitlines(), 1):
+            if DECIDING.search(line) and "until:" not in line:
+                offending.append("%s:%d: %s" % (path.relative_to(REPO), number, line.strip()))
+    assert not offending, "\n".join(offending)
