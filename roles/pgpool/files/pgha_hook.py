@@ -239,7 +239,7 @@ class Executor:
 
 
 def failover(config, args):
-    from ansible_collections.pgha.cluster.plugins.module_utils import markers, pg_facts
+    from ansible_collections.pgha.cluster.plugins.module_utils import markers
     nodes = config["nodes"]
     failed = nodes[int(args["node_id"])]
     marker, stale = markers.pausing_marker([config["maintenance_file"], config.get("operation_lock", ""),
@@ -256,10 +256,10 @@ def failover(config, args):
         log("ignoring %s: %d s old (a playbook that died?)" % (path, age), syslog.LOG_WARNING)
     result = run_failover(config, failed["name"])
     if result["result"] == "refused":
-        facts = survey(config, pg_facts)
-        if is_live_primary(facts[failed["name"]]):
-            log("backend %s still answers as primary: attaching it again in pgpool" % args["node_id"])
-            start_background("reattach", args["node_id"])
+        # Nothing was promoted: the failed node is still the cluster's primary. Attach it again
+        # once it answers here (at once, or when a partial cut heals; pgpool has no primary meanwhile).
+        log("backend %s stays the primary: attaching it again in pgpool once it answers here" % args["node_id"])
+        start_background("reattach", args["node_id"])
         return 1
     if result["result"] == "none":
         # Not a primary's failure: pgpool detaches the standby; attach it again once it
@@ -322,18 +322,21 @@ def attached(config, node, node_id):
         return False
 
 
-def reattach(config, args, timeout=60):
-    """Attach a detached primary that still answers, as long as it stays the only primary."""
+def reattach(config, args, timeout=600):
+    """Attach a detached primary once it answers here, as long as it is the only primary;
+    give up when another node runs as primary (a later failover promoted it)."""
     from ansible_collections.pgha.cluster.plugins.module_utils import pg_facts
     node = config["nodes"][int(args["node_id"])]
     deadline = time.time() + timeout
     while time.time() < deadline:
         time.sleep(1)
         live = [name for name, f in survey(config, pg_facts).items() if is_live_primary(f)]
-        if live != [node["name"]]:
+        if [name for name in live if name != node["name"]]:
             log("reattach: %s is not the only primary any more (%s); leaving pgpool as it is"
-                % (node["name"], ", ".join(live) or "none"), syslog.LOG_WARNING)
+                % (node["name"], ", ".join(live)), syslog.LOG_WARNING)
             return 1
+        if not live:
+            continue  # it does not answer from here (yet): a cut that heals, a restart
         if attached(config, node, args["node_id"]):
             log("reattach: %s is attached in pgpool" % node["name"])
             return 0
