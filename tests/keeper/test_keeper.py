@@ -99,7 +99,9 @@ def kill_primary_cycle(lab, cycle):
     assert first, "cycle %d: no write acknowledged by the new primary" % cycle
     stopped(writer)
     check_no_acked_row_lost(lab, standby, writer.acked)
-    assert node_exec(old, "test -e /var/lib/pgha/fenced").returncode == 0, "the old primary was not fenced"
+    # The new primary fences its old peer right after its promotion (the lease already rules it out).
+    assert wait_for(lambda: node_exec(old, "test -e /var/lib/pgha/fenced").returncode == 0, 15), \
+        "the old primary was not fenced"
     assert wait_for(lambda: node_exec(standby, "cat %s" % AFTER_COMMAND_OUT).stdout.strip() == lab["nodes"][old], 10), \
         "cycle %d: after_command did not run on %s with the old primary's address" % (cycle, standby)
     assert node_exec(old, "systemctl start postgresql@$(ls /var/lib/postgresql | head -1)-main").returncode != 0, \
@@ -213,6 +215,8 @@ def cut_between_nodes(lab, heal=False):
 def test_the_lease_names_the_primary(lab):
     primary = the_primary(lab)
     assert wait_for(lambda: lease(lab) == (primary, True), 30), "lease at the arbiter: %s" % (lease(lab),)
+    # The first primary started before any lease existed; from now on its start guard asks the arbiter.
+    assert node_exec(primary, "test -e /var/lib/pgha/bootstrap").returncode != 0, "the bootstrap marker stayed"
 
 
 def test_link_cut_between_the_nodes_with_both_reaching_the_arbiter(lab):

@@ -19,8 +19,9 @@ action. Its last decision is kept in state_file (status.yml shows it).
 
 Settings (pg_keeper's names, optionally prefixed "pg_keeper."): node1_conninfo,
 node2_conninfo, keepalives_time, keepalives_count, after_command; pgha's own: node,
-node1_name, node2_name (the names in the lease and the start guard), arbiter_conninfo, cluster, after_command_timeout, pg_version, fence_lock_file,
-maintenance_file, operation_lock, state_file, lib_dir. Passwords come from
+node1_name, node2_name (the names in the lease and the start guard), arbiter_conninfo,
+cluster, after_command_timeout, pg_version, fence_lock_file, maintenance_file,
+operation_lock, state_file, bootstrap_file, lib_dir. Passwords come from
 ~postgres/.pgpass, never from the settings file. Logs go to the journal (stderr).
 """
 import json
@@ -49,6 +50,7 @@ SETTINGS = {
     "maintenance_file": (str, "/var/lib/pgha/maintenance"),
     "operation_lock": (str, "/var/lib/pgha/operation.lock"),
     "state_file": (str, "/var/lib/pgha/keeper.json"),
+    "bootstrap_file": (str, "/var/lib/pgha/bootstrap"),
     "lib_dir": (str, "/usr/local/lib/pgha"),
 }
 
@@ -216,6 +218,17 @@ class Keeper:
             if conn is not None:
                 conn.close()
         self.report(facts, decision, done)
+        if facts["role"] == "primary" and ("renew" in done or "create" in done):
+            self.end_bootstrap()
+
+    def end_bootstrap(self):
+        """A new cluster's first primary starts without the arbiter (its lease does not exist
+        yet); once it holds the lease the start guard asks the arbiter again."""
+        try:
+            os.remove(self.config["bootstrap_file"])
+            log("holds the arbiter's lease: bootstrap over, the start guard asks the arbiter")
+        except OSError:
+            pass
 
     def carry_out(self, steps, facts, conn):
         """Run the steps in order; stop at the first that fails. Returns what was done."""
