@@ -17,6 +17,7 @@ repaired, a primary takes writes within LIVENESS seconds.
 import random
 
 from ansible_collections.pgha.cluster.plugins.module_utils import keeper, safety
+import sim
 from sim import Violation
 
 TICK = 0.1
@@ -200,13 +201,9 @@ class KeeperWorld:
             if node.powered and (self.ticks + node.phase) % beat_ticks == 0:
                 self.beat(name)
         if self.ticks % 10 == 0:
-            for name in self.names:
-                node = self.nodes[name]
-                if node.start_retry_until is not None and node.powered and not node.running:
-                    if self.t > node.start_retry_until:
-                        node.start_retry_until = None
-                    else:
-                        self.try_start(name)
+            self.retry_starts()
+
+    retry_starts = sim.World.retry_starts     # the same start retries as pgpool mode's world
 
     def replicate(self):
         for name in self.names:
@@ -359,25 +356,7 @@ def run(seed, events=None, max_events=50, policy=None):
     world = KeeperWorld(seed, policy)
     schedule = run_schedule(seed, max_events) if events is None else events
     try:
-        while world.t < SETTLE:
-            world.step()
-        for at, event in schedule:
-            while world.t < SETTLE + at:
-                world.step()
-            world.apply(event)
-        end = world.t + 8
-        while world.t < end:
-            world.step()
-        for event in repair(world):
-            world.apply(event)
-        repaired = world.t
-        while world.t < repaired + LIVENESS and not world.takes_writes():
-            world.step()
-            if abs(world.t - repaired - 20) < TICK / 2:      # rebuild.yml for a node left fenced or diverged
-                for name in world.names:
-                    node = world.nodes[name]
-                    if not node.running or not node.primary and not node.receiver_up:
-                        world.apply(("rebuild", name))
+        sim.drive(world, schedule, SETTLE, 8, repair(world), LIVENESS)
         if not world.takes_writes():
             raise Violation("liveness: no primary takes writes %.0f s after every fault was repaired" % LIVENESS)
     except Violation as exc:

@@ -503,6 +503,31 @@ def run_schedule(seed, max_events=50):
     return random_schedule(rng, ["n%d" % i for i in range(1, nodes + 1)], max_events)
 
 
+def drive(world, schedule, settle, tail, repairs, liveness=LIVENESS):
+    """Let the cluster settle, apply the schedule's events at their times, run `tail` seconds
+    more, repair, then run until a primary takes writes or `liveness` seconds passed; 20 s
+    after the repair a node left fenced or diverged is rebuilt (the operator's rebuild.yml)."""
+    while world.t < settle:
+        world.step()
+    for at, event in schedule:
+        while world.t < settle + at:
+            world.step()
+        world.apply(event)
+    end = world.t + tail
+    while world.t < end:
+        world.step()
+    for event in repairs:
+        world.apply(event)
+    repaired = world.t
+    while world.t < repaired + liveness and not world.takes_writes():
+        world.step()
+        if abs(world.t - repaired - 20) < TICK / 2:
+            for name in world.names:
+                node = world.nodes[name]
+                if not node.running or not node.primary and not node.receiver_up:
+                    world.apply(("rebuild", name))
+
+
 def run(seed, events=None, nodes=None, sync=None, strict=None, max_events=50, policy=None):
     """One schedule; returns the world. Raises Violation with the timeline on a broken invariant."""
     rng = random.Random(seed)
@@ -513,27 +538,7 @@ def run(seed, events=None, nodes=None, sync=None, strict=None, max_events=50, po
     world = World(seed, nodes=nodes, sync=sync, strict=strict, policy=policy)
     schedule = random_schedule(rng, world.names, max_events) if events is None else events
     try:
-        for _ in range(int(SETTLE / TICK)):       # the standbys stream
-            world.step()
-        for at, event in schedule:
-            while world.t < SETTLE + at:
-                world.step()
-            world.apply(event)
-        end = world.t + 5
-        while world.t < end:
-            world.step()
-        for event in repair(world.names):
-            world.apply(event)
-        repaired, deadline = world.t, world.t + LIVENESS
-        for name in world.names:       # rebuild.yml for nodes left fenced or diverged
-            world.nodes[name].rebuild_after = repaired + 20
-        while world.t < deadline and not world.takes_writes():
-            world.step()
-            if abs(world.t - repaired - 20) < TICK / 2:
-                for name in world.names:
-                    node = world.nodes[name]
-                    if not node.running or not node.primary and not node.receiver_up:
-                        world.apply(("rebuild", name))
+        drive(world, schedule, SETTLE, 5, repair(world.names))
         # A quorum refusal waits for the operator's force=true by design: not a liveness bug.
         world.liveness_applies = (sum(world.nodes[n].running for n in world.names) >= safety.majority(nodes)
                                   and world.last_hook_stage != "quorum")
