@@ -33,8 +33,9 @@ def keeper_without_arbiter(groups):
     """Keeper mode on two of the lab's nodes, with no pgha_keeper_witness group."""
     groups["pgha_postgresql"]["hosts"].pop(sorted(groups["pgha_postgresql"]["hosts"])[-1])
     for group in ("pgha_postgresql", "pgha_pgpool"):
-        for spec in groups[group]["hosts"].values():
-            spec["pgha_mode"] = "keeper"
+        hosts = groups[group]["hosts"]
+        for name in hosts:
+            hosts[name] = dict(hosts[name] or {}, pgha_mode="keeper")
 
 
 def unresolvable_host(groups):
