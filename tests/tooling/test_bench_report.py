@@ -2,7 +2,9 @@
 import importlib.util
 import json
 
-from collection_path import FIXTURES, REPO
+from collection_path import REPO
+
+FIXTURES = REPO / "tests" / "tooling" / "fixtures"
 
 SPEC = importlib.util.spec_from_file_location("bench_report", REPO / "bench" / "report.py")
 report = importlib.util.module_from_spec(SPEC)
