@@ -1,0 +1,145 @@
+"""Each module's argument handling, refusals and check-mode result, with a fake connection at
+the module_utils boundary (what the servers do is covered by the integration tests)."""
+import json
+
+import pytest
+from ansible.module_utils import basic
+from ansible.module_utils.common.text.converters import to_bytes
+
+from ansible_collections.pgha.cluster.plugins.module_utils import pg_facts, postgres
+from ansible_collections.pgha.cluster.plugins.modules import failover_plan, pg_node_info, pg_promote, pgpool_node
+
+SYSID = "7441000000000000001"
+
+
+class Done(Exception):
+    def __init__(self, result):
+        super().__init__(result)
+        self.result = result
+
+
+def run(monkeypatch, module, args):
+    """The module's result dict (failed=True when it failed)."""
+    monkeypatch.setattr(basic, "_ANSIBLE_ARGS", to_bytes(json.dumps({"ANSIBLE_MODULE_ARGS": args})))
+    if hasattr(basic, "_ANSIBLE_PROFILE"):   # ansible-core 2.19 and newer
+        monkeypatch.setattr(basic, "_ANSIBLE_PROFILE", "legacy")
+
+    def exit_json(self, **result):
+        raise Done(dict(result, failed=False))
+
+    def fail_json(self, msg, **result):
+        raise Done(dict(result, failed=True, msg=msg))
+
+    monkeypatch.setattr(basic.AnsibleModule, "exit_json", exit_json)
+    monkeypatch.setattr(basic.AnsibleModule, "fail_json", fail_json)
+    with pytest.raises(Done) as done:
+        module.main()
+    return done.value.result
+
+
+class FakeConn:
+    def close(self):
+        pass
+
+
+def node(role="standby", receiver=None, sysid=SYSID, timeline=1):
+    return {"reachable": True, "role": role, "in_recovery": role == "standby", "timeline": timeline,
+            "system_identifier": sysid, "wal_receiver": receiver, "received_lsn_bytes": 100, "replication": []}
+
+
+@pytest.fixture
+def promote_world(monkeypatch):
+    """pg_promote against a fake server: records whether pg_promote was called."""
+    world = {"facts": node(), "promoted": []}
+    monkeypatch.setattr(pg_promote, "connect", lambda params: FakeConn())
+    monkeypatch.setattr(pg_promote, "read_facts", lambda conn: world["facts"])
+
+    def promote(conn, timeout, checkpoint):
+        world["promoted"].append(timeout)
+        world["facts"] = node("primary", timeline=2)
+        return 0.1
+    monkeypatch.setattr(pg_promote, "promote", promote)
+    return world
+
+
+def test_pg_promote_promotes_a_standby(monkeypatch, promote_world):
+    result = run(monkeypatch, pg_promote, {"expected_system_identifier": SYSID})
+    assert result["changed"] and result["timeline"] == 2 and promote_world["promoted"] == [60]
+    assert result["diff"] == {"before": {"role": "standby"}, "after": {"role": "primary"}}
+
+
+def test_pg_promote_check_mode_changes_nothing(monkeypatch, promote_world):
+    result = run(monkeypatch, pg_promote, {"_ansible_check_mode": True})
+    assert result["changed"] and not promote_world["promoted"]
+
+
+def test_pg_promote_on_a_primary_is_a_no_op(monkeypatch, promote_world):
+    promote_world["facts"] = node("primary")
+    result = run(monkeypatch, pg_promote, {})
+    assert not result["changed"] and not promote_world["promoted"]
+
+
+@pytest.mark.parametrize("facts, args, words", [
+    (node(sysid="1"), {"expected_system_identifier": SYSID}, "system identifier 1 is not the expected"),
+    (node(receiver={"status": "streaming", "sender_host": "10.0.0.1", "sender_port": 5432}), {},
+     "still streams from 10.0.0.1:5432"),
+])
+def test_pg_promote_refusals_change_nothing(monkeypatch, promote_world, facts, args, words):
+    promote_world["facts"] = facts
+    result = run(monkeypatch, pg_promote, args)
+    assert result["failed"] and words in result["msg"] and not promote_world["promoted"]
+
+
+def test_pg_promote_rejects_a_bad_argument(monkeypatch, promote_world):
+    result = run(monkeypatch, pg_promote, {"timeout": "soon"})
+    assert result["failed"] and "timeout" in result["msg"]
+
+
+def test_pg_node_info_reports_an_unreachable_node_when_asked(monkeypatch):
+    def refuse(params):
+        raise postgres.PgConnectError("cannot connect to 10.0.0.9:5432")
+    monkeypatch.setattr(pg_facts, "connect", refuse)
+    assert run(monkeypatch, pg_node_info, {"login_host": "10.0.0.9"})["failed"]
+    result = run(monkeypatch, pg_node_info, {"login_host": "10.0.0.9", "fail_on_unreachable": False})
+    assert not result["failed"] and result["reachable"] is False and not result["changed"]
+
+
+def test_failover_plan_decides_and_refuses_without_touching_anything(monkeypatch):
+    down = {"reachable": False}
+    nodes = {"a": down, "b": dict(node(), received_lsn_bytes=10), "c": dict(node(), received_lsn_bytes=20)}
+    result = run(monkeypatch, failover_plan, {"nodes": nodes, "failed_node": "a"})
+    assert result["action"] == "promote" and result["candidate"] == "c" and not result["changed"]
+    result = run(monkeypatch, failover_plan, {"nodes": nodes, "failed_node": "a", "candidate": "b"})
+    assert result["failed"] and "candidate" in result["msg"]
+
+
+class FakePcp:
+    def __init__(self, status):
+        self.status, self.calls = status, []
+
+    def node_info(self):
+        return [{"node_id": 0, "hostname": "10.0.0.1", "port": 5432, "status": self.status, "role": "standby"}]
+
+    def attach(self, node_id):
+        self.calls.append(("attach", node_id))
+        self.status = "up"
+
+
+@pytest.mark.parametrize("status, check_mode, changed, calls", [
+    ("down", True, True, []),
+    ("down", False, True, [("attach", 0)]),
+    ("up", False, False, []),
+])
+def test_pgpool_node_attach_is_idempotent_and_honours_check_mode(monkeypatch, status, check_mode, changed, calls):
+    pcp = FakePcp(status)
+    monkeypatch.setattr(pgpool_node, "pcp_from_params", lambda module: pcp)
+    monkeypatch.setattr(pgpool_node, "act", lambda pcp_, params: pcp_.attach(params["node_id"]))
+    result = run(monkeypatch, pgpool_node, {"node_id": 0, "state": "attached", "pcp_host": "localhost",
+                                            "_ansible_check_mode": check_mode})
+    assert not result["failed"] and result["changed"] == changed and pcp.calls == calls
+
+
+def test_pgpool_node_refuses_an_unknown_backend(monkeypatch):
+    monkeypatch.setattr(pgpool_node, "pcp_from_params", lambda module: FakePcp("up"))
+    result = run(monkeypatch, pgpool_node, {"node_id": 5, "pcp_host": "localhost"})
+    assert result["failed"] and "no backend with node_id 5" in result["msg"]
