@@ -30,12 +30,12 @@ def even_pgpool_nodes(groups):
 
 
 def keeper_without_arbiter(groups):
-    """Keeper mode on two of the lab's nodes, with no pgha_keeper_witness group."""
-    groups["pgha_postgresql"]["hosts"].pop(sorted(groups["pgha_postgresql"]["hosts"])[-1])
-    for group in ("pgha_postgresql", "pgha_pgpool"):
-        hosts = groups[group]["hosts"]
-        for name in hosts:
-            hosts[name] = dict(hosts[name] or {}, pgha_mode="keeper")
+    """Keeper mode on two of the lab's nodes (no pgpool), with no pgha_keeper_witness group."""
+    groups.pop("pgha_pgpool")
+    hosts = groups["pgha_postgresql"]["hosts"]
+    hosts.pop(sorted(hosts)[-1])
+    for name in hosts:
+        hosts[name] = dict(hosts[name] or {}, pgha_mode="keeper")
 
 
 def unresolvable_host(groups):
