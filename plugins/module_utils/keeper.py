@@ -156,6 +156,12 @@ def _peer_name(facts):
 
 def _standby_step(facts, state, count):
     lease, name = facts.get("lease"), facts["name"]
+    peer = facts.get("peer") or {}
+    if lease and lease.get("holder") == name and _peer_is_primary(facts) and (
+            facts.get("receiving") or (peer.get("timeline") or 0) > (facts.get("timeline") or 0)):
+        # A switchover made this old primary a standby of the peer, which takes the lease over.
+        return _decision(dict(state, failures=0), [], "this standby streams from the primary %s (timeline %s): "
+                         "it takes the lease over" % (_peer_name(facts), peer.get("timeline")))
     if lease and lease.get("holder") == name:
         # This node took the lease and its promotion did not finish: finish it.
         steps = ([("fence_peer",)] if _peer_is_primary(facts) else []) + [("promote",), ("renew", False),

@@ -119,6 +119,20 @@ class KeeperWorld:
     def ev_fix_replication(self, name):
         self.nodes[name].receiver_broken = False
 
+    def ev_switchover(self, name):
+        """switchover.yml to `name`: with the keepers paused, the primary stops cleanly, `name`
+        (a streaming standby) is promoted, the old primary is rewound to follow it (atomic here)."""
+        old, new = self.nodes[self.peer(name)], self.nodes[name]
+        if not (old.running and old.primary and new.running and new.receiver_up and self.link(old.name, name)):
+            return
+        new.wal = list(old.wal)
+        new.primary, new.follows, new.receiver_up, new.async_override = True, None, False, False
+        new.timeline += 1
+        new.wal.append(("promote", name, new.timeline))
+        old.primary, old.follows, old.async_override = False, name, False
+        old.wal, old.timeline = list(new.wal), new.timeline - 1
+        self.log("switchover: %s promoted (timeline %d), %s follows it" % (name, new.timeline, old.name))
+
     def ev_rebuild(self, name):
         """rebuild.yml: the old directory moved aside, a fresh standby cloned from the primary."""
         primaries = [n for n in self.names if self.nodes[n].running and self.nodes[n].primary]

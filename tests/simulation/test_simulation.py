@@ -162,6 +162,16 @@ def test_keeper_standby_does_not_promote_without_the_arbiter_or_when_not_synchro
         "\n".join(world.timeline)
 
 
+def test_keeper_switchover_leaves_the_new_primary_in_place():
+    """Found on the lab: after a switchover the old primary, now a standby, still held the lease
+    and 'finished its promotion' (fencing the new primary) before the new one took the lease."""
+    for seed in range(30):        # the keepers' clock rates and phases differ per seed
+        world = keeper_sim.run(seed, events=[(1.0, ("switchover", "n2")), (15.0, ("heal",))])
+        assert keeper_primaries(world) == ["n2"], "\n".join(world.timeline)
+        assert not [line for line in world.timeline if " n1 promoted" in line or "fenced n2" in line]
+        assert world.lease["holder"] == "n2"
+
+
 def test_keeper_returning_old_primary_stays_down():
     """Power-off of the primary, failover, power-on with its peer unreachable at first."""
     world = keeper_sim.run(4, events=[(1.0, ("poweroff", "n1")), (15.0, ("cut", "n1", "n2")), (15.5, ("poweron", "n1")),

@@ -58,8 +58,13 @@ def steps(decision):
     (standby(lease=dict(HELD, expired=True, synchronous=False)), {"failures": 2}, [], "could lose acknowledged"),
     (standby(lease={"holder": None}), {"failures": 2}, [], "never held"),
     (standby(lease=dict(HELD, holder="node2")), {}, ["promote", "renew", "async", "after_command"], "holds the lease"),
-    (standby(lease=dict(HELD, holder="node2"), peer=dict(PEER_PRIMARY, name="node1")), {},
-     ["fence_peer", "promote", "renew", "async", "after_command"], "holds the lease"),
+    (standby(lease=dict(HELD, holder="node2"), peer=dict(PEER_PRIMARY, name="node1", timeline=2), receiving=False),
+     {}, ["fence_peer", "promote", "renew", "async", "after_command"], "holds the lease"),
+    (standby(lease=dict(HELD, holder="node2"), peer=dict(PEER_PRIMARY, name="node1", timeline=2), receiving=True),
+     {}, [], "takes the lease over"),
+    # after a switchover: the old primary, now a standby, still holds the lease; the new primary takes it over
+    (standby(lease=dict(HELD, holder="node2"), peer=dict(PEER_PRIMARY, name="node1", timeline=3)), {}, [],
+     "takes the lease over"),
     (standby(paused=True), {"failures": 2}, [], "paused"),
     # the local server is down
     ({"name": "node1", "role": None}, {"failures": 2}, [], "does not answer"),
