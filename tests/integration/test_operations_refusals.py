@@ -51,8 +51,10 @@ def test_a_leaked_lock_refuses_until_broken_by_name(ansible, lab):
     for node in lab["nodes"]:
         lab_exec(node, "mkdir -p %s && echo 'failover by ghost on gone-host' > %s/holder" % (LOCK, LOCK))
     try:
-        assert_refused(ansible.playbook("pgha.cluster.failover"), "another operation holds the cluster lock "
-                                                                  "(failover by ghost on gone-host)")
+        for playbook, args in (("failover", ()), ("rebuild", ("-e", "target=%s" % sorted(lab["nodes"])[-1])),
+                               ("follow_primary", ())):
+            assert_refused(ansible.playbook("pgha.cluster." + playbook, *args),
+                           "another operation holds the cluster lock (failover by ghost on gone-host)")
         result = ansible.playbook("pgha.cluster.failover", "-e", "break_lock=true")
         assert result.returncode == 0, result.stdout[-2500:]
         assert "broke the cluster lock of: failover by ghost on gone-host" in result.stdout
@@ -63,11 +65,16 @@ def test_a_leaked_lock_refuses_until_broken_by_name(ansible, lab):
     assert roles(lab) == before
 
 
+def no_lock_left(lab):
+    return [node for node in lab["nodes"] if lab_exec(node, "test -e %s" % LOCK).returncode == 0] == []
+
+
 def test_rebuild_of_the_primary_is_refused(ansible, lab):
     before = roles(lab)
     assert_refused(ansible.playbook("pgha.cluster.rebuild", "-e", "target=%s" % primary_of(before)),
                    "it is the current primary")
     assert roles(lab) == before
+    assert no_lock_left(lab), "the refused rebuild left the cluster lock behind"
 
 
 def test_rebuild_needs_a_known_target(ansible, lab):

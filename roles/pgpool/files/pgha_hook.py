@@ -29,6 +29,7 @@ import sys
 import syslog
 import threading
 import time
+from contextlib import closing
 
 CONFIG = os.environ.get("PGHA_HOOK_CONFIG", "/etc/pgha/hook.json")
 FIELDS = ("node_id", "host", "port", "datadir", "new_main_id", "new_main_host", "old_main_id",
@@ -380,37 +381,18 @@ def repoint_quietly(config, postgres, node, primary):
 
 def repoint(config, postgres, node, primary):
     """Make a standby stream from the new primary: a slot there, primary_conninfo here, reload."""
-    conn = postgres.connect(conn_params(config, primary, timeout=3))
-    try:
-        postgres.query(conn, "SELECT pg_create_physical_replication_slot(%s) WHERE NOT EXISTS "
-                             "(SELECT 1 FROM pg_replication_slots WHERE slot_name = %s)", (node["slot"], node["slot"]))
-    finally:
-        conn.close()
-    conninfo = "host=%s port=%s user=%s application_name=%s" % (
-        primary["address"], primary["port"], config["replication_user"], node["slot"])
-    conn = postgres.connect(conn_params(config, node, timeout=3))
-    try:
-        # ALTER SYSTEM writes postgresql.auto.conf, which wins over every included file.
-        postgres.query(conn, "ALTER SYSTEM SET primary_conninfo = %s", (conninfo,))
-        postgres.query(conn, "ALTER SYSTEM SET primary_slot_name = %s", (node["slot"],))
-        postgres.query(conn, "SELECT pg_reload_conf()")
-    finally:
-        conn.close()
+    from ansible_collections.pgha.cluster.plugins.module_utils import replication
+    with closing(postgres.connect(conn_params(config, primary, timeout=3))) as conn:
+        replication.ensure_slot(conn, node["slot"])
+    conninfo = replication.primary_conninfo(primary["address"], primary["port"], config["replication_user"], node["slot"])
+    with closing(postgres.connect(conn_params(config, node, timeout=3))) as conn:
+        replication.repoint(conn, conninfo, node["slot"])
 
 
 def streams_from(config, postgres, node, primary, timeout):
-    conn = postgres.connect(conn_params(config, node, timeout=3))
-    try:
-        deadline = time.time() + timeout
-        while True:
-            row = postgres.query_one(conn, "SELECT status, sender_host FROM pg_stat_wal_receiver")
-            if row and row["status"] == "streaming" and row["sender_host"] == primary["address"]:
-                return True
-            if time.time() >= deadline:
-                return False
-            time.sleep(0.2)
-    finally:
-        conn.close()
+    from ansible_collections.pgha.cluster.plugins.module_utils import replication
+    with closing(postgres.connect(conn_params(config, node, timeout=3))) as conn:
+        return replication.wait_streaming(conn, primary["address"], timeout)
 
 
 def follow(config, args):

@@ -18,3 +18,18 @@ def test_a_fresh_marker_pauses_and_a_stale_one_does_not(tmp_path):
 
 def test_no_marker():
     assert markers.pausing_marker(["/nonexistent/pgha-marker"]) == (None, [])
+
+
+def test_a_rebuild_holding_the_lock_does_not_pause_automatic_failover(tmp_path):
+    lock = tmp_path / "operation.lock"
+    lock.mkdir()
+    (lock / "holder").write_text("rebuild of pg1 by dba on ctl (Rebuild) at 2026-12-05\n")
+    assert markers.pausing_marker([str(lock)]) == (None, [])
+    (lock / "holder").write_text("failover by dba on ctl (Failover) at 2026-12-05\n")
+    assert markers.pausing_marker([str(lock)])[0] == str(lock)
+
+
+def test_a_lock_whose_holder_is_not_written_yet_pauses(tmp_path):
+    lock = tmp_path / "operation.lock"
+    lock.mkdir()
+    assert markers.pausing_marker([str(lock)])[0] == str(lock)

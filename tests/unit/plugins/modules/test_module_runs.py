@@ -143,3 +143,109 @@ def test_pgpool_node_refuses_an_unknown_backend(monkeypatch):
     monkeypatch.setattr(pgpool_node, "pcp_from_params", lambda module: FakePcp("up"))
     result = run(monkeypatch, pgpool_node, {"node_id": 5, "pcp_host": "localhost"})
     assert result["failed"] and "no backend with node_id 5" in result["msg"]
+
+
+class FollowServer:
+    """A fake primary and standby at the module_utils boundary: pg_follow's SQL against state."""
+
+    def __init__(self):
+        self.slots = set()
+        self.standby = {"primary_conninfo": "host=10.0.0.1 port=5432 user=replicator application_name=pg2",
+                        "primary_slot_name": "pg2", "in_recovery": True}
+        self.primary_in_recovery = False
+        self.receiver = {"status": "streaming", "sender_host": "10.0.0.1"}
+        self.statements = []
+
+
+@pytest.fixture
+def follow_world(monkeypatch):
+    from ansible_collections.pgha.cluster.plugins.module_utils import replication
+    from ansible_collections.pgha.cluster.plugins.modules import pg_follow
+    world = FollowServer()
+
+    class Conn(FakeConn):
+        def __init__(self, params):
+            self.primary = bool(params.get("login_host"))  # the standby is the local socket
+
+    def query_one(conn, sql, args=None):
+        if "pg_is_in_recovery() AS in_recovery" in sql and "primary_conninfo" not in sql:
+            return {"in_recovery": world.primary_in_recovery if conn.primary else True}
+        if "FROM pg_replication_slots" in sql:
+            return {"found": 1} if args[0] in world.slots else None
+        if "primary_conninfo" in sql:
+            return dict(world.standby)
+        if "pg_stat_wal_receiver" in sql:
+            return dict(world.receiver)
+        raise AssertionError(sql)
+
+    def query(conn, sql, args=None):
+        world.statements.append(sql)
+        if "pg_create_physical_replication_slot" in sql:
+            world.slots.add(args[0])
+        elif sql.startswith("ALTER SYSTEM SET primary_conninfo"):
+            world.standby["primary_conninfo"] = args[0]
+        elif sql.startswith("ALTER SYSTEM SET primary_slot_name"):
+            world.standby["primary_slot_name"] = args[0]
+        elif "pg_reload_conf" in sql and world.standby["primary_conninfo"].startswith("host=10.0.0.2"):
+            world.receiver = {"status": "streaming", "sender_host": "10.0.0.2"}
+        return []
+
+    monkeypatch.setattr(pg_follow, "connect", Conn)
+    monkeypatch.setattr(replication.postgres, "query_one", query_one)
+    monkeypatch.setattr(replication.postgres, "query", query)
+    return world
+
+
+FOLLOW = {"primary_host": "10.0.0.2", "replication_user": "replicator", "slot_name": "pg2", "wait_timeout": 1}
+
+
+def test_pg_follow_creates_the_slot_repoints_and_waits(monkeypatch, follow_world):
+    from ansible_collections.pgha.cluster.plugins.modules import pg_follow
+    result = run(monkeypatch, pg_follow, FOLLOW)
+    assert not result["failed"] and result["changed"] and result["slot_created"] and result["repointed"]
+    assert result["streaming"] and follow_world.slots == {"pg2"}
+    assert follow_world.standby["primary_conninfo"] == "host=10.0.0.2 port=5432 user=replicator application_name=pg2"
+    assert result["diff"]["before"]["primary_conninfo"].startswith("host=10.0.0.1")
+
+
+def test_pg_follow_a_second_run_changes_nothing(monkeypatch, follow_world):
+    from ansible_collections.pgha.cluster.plugins.modules import pg_follow
+    run(monkeypatch, pg_follow, FOLLOW)
+    follow_world.statements.clear()
+    result = run(monkeypatch, pg_follow, FOLLOW)
+    assert not result["changed"] and result["streaming"] and follow_world.statements == []
+
+
+def test_pg_follow_check_mode_changes_nothing(monkeypatch, follow_world):
+    from ansible_collections.pgha.cluster.plugins.modules import pg_follow
+    result = run(monkeypatch, pg_follow, dict(FOLLOW, _ansible_check_mode=True))
+    assert result["changed"] and result["slot_created"] and result["repointed"]
+    assert follow_world.statements == [] and not follow_world.slots and not result["streaming"]
+
+
+def test_pg_follow_refuses_a_primary_that_is_no_longer_one(monkeypatch, follow_world):
+    from ansible_collections.pgha.cluster.plugins.modules import pg_follow
+    follow_world.primary_in_recovery = True
+    result = run(monkeypatch, pg_follow, FOLLOW)
+    assert result["failed"] and "not a primary" in result["msg"] and follow_world.statements == []
+
+
+def test_pg_follow_refuses_to_repoint_a_primary(monkeypatch, follow_world):
+    from ansible_collections.pgha.cluster.plugins.modules import pg_follow
+    follow_world.standby["in_recovery"] = False
+    result = run(monkeypatch, pg_follow, dict(FOLLOW, create_slot=False))
+    assert result["failed"] and "is a primary" in result["msg"]
+    assert not any(s.startswith("ALTER SYSTEM") for s in follow_world.statements)
+
+
+def test_pg_follow_fails_when_the_standby_does_not_stream(monkeypatch, follow_world):
+    from ansible_collections.pgha.cluster.plugins.modules import pg_follow
+    result = run(monkeypatch, pg_follow, dict(FOLLOW, primary_host="10.0.0.3", wait_timeout=1))
+    assert result["failed"] and "does not stream from 10.0.0.3" in result["msg"]
+
+
+def test_pg_follow_slot_only(monkeypatch, follow_world):
+    from ansible_collections.pgha.cluster.plugins.modules import pg_follow
+    result = run(monkeypatch, pg_follow, dict(FOLLOW, repoint=False, wait_timeout=0))
+    assert result["changed"] and result["slot_created"] and not result["repointed"]
+    assert follow_world.standby["primary_conninfo"].startswith("host=10.0.0.1")
