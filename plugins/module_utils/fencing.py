@@ -22,11 +22,11 @@ from shlex import quote
 VERIFIED = re.compile(r"^PGHA-FENCED (primary|standby) (\d+|unknown)$", re.MULTILINE)
 
 
-def fence_script(pg_version, lock_file, reason, port=5432):
-    """The shell run (as postgres) on the node to fence."""
+def fence_script(layout, lock_file, reason, port=5432):
+    """The shell run (as postgres) on the node to fence. layout: the cluster's version, name,
+    bindir and datadir, as the roles define them (pgha_pg_layout)."""
     note = json.dumps({"fenced_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "reason": reason})
-    datadir = "/var/lib/postgresql/%s/main" % pg_version
-    bindir = "/usr/lib/postgresql/%s/bin" % pg_version
+    datadir, bindir = quote(layout["datadir"]), quote(layout["bindir"])
     timeline = ("tl=$(LC_ALL=C %s/pg_controldata %s 2>/dev/null | sed -n "
                 "'s/^Latest checkpoint.s TimeLineID: *//p'); tl=${tl:-unknown}" % (bindir, datadir))
     running = "%s/pg_ctl status -D %s >/dev/null 2>&1" % (bindir, datadir)
@@ -34,10 +34,11 @@ def fence_script(pg_version, lock_file, reason, port=5432):
               "'SELECT pg_reload_conf()' >/dev/null || exit 1; else printf \"primary_conninfo = ''\\n\" "
               ">> %s/postgresql.auto.conf || exit 1; fi" % (running, port, datadir))
     return ("umask 022; %s; if [ -e %s/standby.signal ]; then %s; echo \"PGHA-FENCED standby $tl\"; exit 0; fi; "
-            "printf '%%s\\n' %s > %s || exit 1; pg_ctlcluster %s main stop -m immediate >/dev/null 2>&1; "
+            "printf '%%s\\n' %s > %s || exit 1; pg_ctlcluster %s %s stop -m immediate >/dev/null 2>&1; "
             "for i in 1 2 3 4 5 6 7 8 9 10; do %s || { echo \"PGHA-FENCED primary $tl\"; exit 0; }; sleep 0.2; done; "
             "echo 'postmaster still running after the stop'; exit 1"
-            % (timeline, datadir, revoke, quote(note), quote(lock_file), pg_version, running))
+            % (timeline, datadir, revoke, quote(note), quote(lock_file), quote(layout["version"]), quote(layout["cluster"]),
+               running))
 
 
 def parse_fence_output(rc, out):
@@ -48,10 +49,10 @@ def parse_fence_output(rc, out):
     return {"kind": match.group(1), "timeline": int(match.group(2)) if match.group(2).isdigit() else None}
 
 
-def fence_over_ssh(address, pg_version, lock_file, reason, connect_timeout, port=5432):
+def fence_over_ssh(address, layout, lock_file, reason, connect_timeout, port=5432):
     """(verified result or None, what the node said)."""
     argv = ["ssh", "-o", "BatchMode=yes", "-o", "ConnectTimeout=%d" % connect_timeout,
-            "postgres@%s" % address, fence_script(pg_version, lock_file, reason, port)]
+            "postgres@%s" % address, fence_script(layout, lock_file, reason, port)]
     try:
         proc = subprocess.run(argv, capture_output=True, text=True, timeout=connect_timeout + 5, check=False)
     except subprocess.TimeoutExpired:
@@ -60,8 +61,8 @@ def fence_over_ssh(address, pg_version, lock_file, reason, connect_timeout, port
     return parse_fence_output(proc.returncode, proc.stdout), out
 
 
-def fence_locally(pg_version, lock_file, reason, port=5432):
+def fence_locally(layout, lock_file, reason, port=5432):
     """The guard fencing its own node (runs as postgres)."""
-    proc = subprocess.run(["sh", "-c", fence_script(pg_version, lock_file, reason, port)], capture_output=True,
+    proc = subprocess.run(["sh", "-c", fence_script(layout, lock_file, reason, port)], capture_output=True,
                           text=True, timeout=30, check=False)
     return parse_fence_output(proc.returncode, proc.stdout), (proc.stdout + proc.stderr).strip()

@@ -16,6 +16,8 @@ after_command = 'echo ''moved'' # not a comment'
 node = 2
 arbiter_conninfo = 'host=10.0.0.3 port=5432 user=pgha_arbiter dbname=pgha_arbiter'
 pg_version = '15'
+bindir = '/usr/lib/postgresql/15/bin'
+datadir = '/var/lib/postgresql/15/main'
 """
 
 

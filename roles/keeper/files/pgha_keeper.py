@@ -20,8 +20,8 @@ action. Its last decision is kept in state_file (status.yml shows it).
 Settings (pg_keeper's names, optionally prefixed "pg_keeper."): node1_conninfo,
 node2_conninfo, keepalives_time, keepalives_count, after_command; pgha's own: node,
 node1_name, node2_name (the names in the lease and the start guard), arbiter_conninfo,
-cluster, after_command_timeout, pg_version, fence_lock_file, maintenance_file,
-operation_lock, state_file, bootstrap_file, lib_dir. Passwords come from
+cluster, after_command_timeout, pg_version, pg_cluster, bindir, datadir, fence_lock_file,
+maintenance_file, operation_lock, state_file, bootstrap_file, lib_dir. Passwords come from
 ~postgres/.pgpass, never from the settings file. Logs go to the journal (stderr).
 """
 import json
@@ -46,6 +46,9 @@ SETTINGS = {
     "arbiter_conninfo": (str, None),
     "cluster": (str, "pgha"),
     "pg_version": (str, None),
+    "pg_cluster": (str, "main"),
+    "bindir": (str, None),
+    "datadir": (str, None),
     "fence_lock_file": (str, "/var/lib/pgha/fenced"),
     "maintenance_file": (str, "/var/lib/pgha/maintenance"),
     "operation_lock": (str, "/var/lib/pgha/operation.lock"),
@@ -285,16 +288,20 @@ class Keeper:
         log("promoted in %.2f s" % (time.time() - started))
         return True
 
+    def layout(self):
+        return {"version": self.config["pg_version"], "cluster": self.config["pg_cluster"],
+                "bindir": self.config["bindir"], "datadir": self.config["datadir"]}
+
     def do_fence_peer(self, facts, conn):
         host = self.peer["login_host"]
-        result, out = self.fencing.fence_over_ssh(host, self.config["pg_version"], self.config["fence_lock_file"],
+        result, out = self.fencing.fence_over_ssh(host, self.layout(), self.config["fence_lock_file"],
                                                   "keeper on %s fenced its peer" % self.name, 2,
                                                   int(self.peer.get("login_port", 5432)))
         log("fence %s: %s" % (host, ("verified (%s)" % out) if result else "not verified (%s)" % out))
         return True     # the lease already decides; the fence only keeps the old primary from returning
 
     def do_fence_self(self, facts, conn):
-        result, out = self.fencing.fence_locally(self.config["pg_version"], self.config["fence_lock_file"],
+        result, out = self.fencing.fence_locally(self.layout(), self.config["fence_lock_file"],
                                                  "keeper: this primary lost the arbiter's lease", self.port)
         log("fenced this node: %s" % (out if result else "NOT verified: %s" % out))
         return bool(result)

@@ -79,7 +79,7 @@ def fence_over_ssh(config, node, reason, connect_timeout):
     """Lock file and immediate stop on a node that may be a primary; a standby is told to
     follow nobody. Returns (verified {"kind", "timeline"} or None, what the node said)."""
     from ansible_collections.pgha.cluster.plugins.module_utils import fencing
-    result, out = fencing.fence_over_ssh(node["address"], config["pg_version"], config["fence_lock_file"], reason,
+    result, out = fencing.fence_over_ssh(node["address"], config["layout"], config["fence_lock_file"], reason,
                                          connect_timeout, node["port"])
     log("fence %s: %s (%s)" % (node["name"], "verified %s" % result if result else "NOT verified", out[-300:]))
     return result, out

@@ -20,6 +20,7 @@ waits up to start_wait seconds for peers and the arbiter to answer (network not 
 Settings: /etc/pgha/guard.json (written by the postgresql role). Logs go to the journal.
 """
 import json
+import shlex
 import os
 import sys
 import time
@@ -111,7 +112,7 @@ def run(config):
             save_state(config, state, started)
         if action == "fence":
             log("fencing this primary: %s" % reason)
-            result, out = fencing.fence_locally(config["pg_version"], config["fence_lock_file"],
+            result, out = fencing.fence_locally(config["layout"], config["fence_lock_file"],
                                                 "pgha-guard: %s" % reason, config["port"])
             log("fence %s: %s" % ("verified" if result else "NOT verified", out))
             state = {}
@@ -132,14 +133,14 @@ def clear_bootstrap(config, role, replies, safety, total):
 
 def local_facts(config, instance):
     from ansible_collections.pgha.cluster.plugins.module_utils import promotion
-    version = instance.split("-", 1)[0]
-    datadir = "/var/lib/postgresql/%s/main" % version
+    datadir = config["layout"]["datadir"]
     lock = None
     if os.path.exists(config["fence_lock_file"]):
         with open(config["fence_lock_file"]) as handle:
             lock = handle.read(300).strip() or "present"
     timeline = None
-    controldata = os.popen("LC_ALL=C /usr/lib/postgresql/%s/bin/pg_controldata %s 2>/dev/null" % (version, datadir))
+    controldata = os.popen("LC_ALL=C %s/pg_controldata %s 2>/dev/null" % (shlex.quote(config["layout"]["bindir"]),
+                                                                       shlex.quote(datadir)))
     value = promotion.controldata_field(controldata.read(), "Latest checkpoint's TimeLineID")
     controldata.close()
     if value and value.isdigit():

@@ -1,5 +1,7 @@
 """Table tests of the safety core: the guard's lease, the start guard, the promotion gate,
 the synchronous quorum rule and the sync policy; every refusal included."""
+import os
+
 import pytest
 
 from ansible_collections.pgha.cluster.plugins.module_utils import safety
@@ -165,3 +167,31 @@ def test_annotate_names_the_upstream_and_the_followed_node():
     out = safety.annotate(facts, {"10.0.0.1": "a"})
     assert (out["b"]["upstream"], out["b"]["upstream_age"], out["b"]["follows"]) == ("a", 0.4, "a")
     assert (out["c"]["upstream"], out["c"]["follows"]) == (None, None)
+
+
+def fake_cluster(tmp_path, running_after_stop):
+    """A layout whose tools are small scripts: pg_controldata names timeline 3, pg_ctl status
+    tells whether a postmaster runs, pg_ctlcluster (on PATH) records how it was called."""
+    bindir, datadir, path = tmp_path / "bin dir", tmp_path / "data dir", tmp_path / "path"
+    for directory in (bindir, datadir, path):
+        directory.mkdir()
+    scripts = {bindir / "pg_controldata": "echo \"Latest checkpoint's TimeLineID:       3\"",
+               bindir / "pg_ctl": "exit %d" % (0 if running_after_stop else 3),
+               path / "pg_ctlcluster": "echo \"$@\" > %s" % (tmp_path / "stopped")}
+    for script, body in scripts.items():
+        script.write_text("#!/bin/sh\n%s\n" % body)
+        script.chmod(0o755)
+    layout = {"version": "15", "cluster": "main", "bindir": str(bindir), "datadir": str(datadir)}
+    return layout, str(path)
+
+
+@pytest.mark.parametrize("running_after_stop, verified", [(False, True), (True, False)])
+def test_the_fence_script_stops_the_layouts_cluster_and_verifies_it(tmp_path, monkeypatch, running_after_stop,
+                                                                    verified):
+    from ansible_collections.pgha.cluster.plugins.module_utils import fencing
+    layout, path = fake_cluster(tmp_path, running_after_stop)
+    monkeypatch.setenv("PATH", path + os.pathsep + os.environ["PATH"])
+    result, out = fencing.fence_locally(layout, str(tmp_path / "fenced"), "test", 5432)
+    assert (tmp_path / "stopped").read_text().split() == ["15", "main", "stop", "-m", "immediate"]
+    assert (tmp_path / "fenced").exists(), "the lock file is written before the stop"
+    assert result == ({"kind": "primary", "timeline": 3} if verified else None), out
