@@ -2,7 +2,8 @@
 
 Environment (set by molecule/dedicated/verify.yml): PGHA_DEDICATED_NODES (name=address,...),
 PGHA_DEDICATED_POOL (the pgpool node's container), PGHA_DEDICATED_VIP (its address: one
-pgpool node has no watchdog and no virtual IP), PGHA_DEDICATED_ADMIN_PASSWORD.
+pgpool node has no watchdog and no virtual IP), PGHA_DEDICATED_ADMIN_PASSWORD,
+PGHA_DEDICATED_ENGINE (podman or docker: the scenario's driver).
 """
 import os
 import subprocess
@@ -30,7 +31,8 @@ def lab():
 
 
 def node_exec(node, command):
-    return subprocess.run(["podman", "exec", node, "sh", "-c", command], capture_output=True, text=True, timeout=120)
+    engine = os.environ.get("PGHA_DEDICATED_ENGINE", "podman")
+    return subprocess.run([engine, "exec", node, "sh", "-c", command], capture_output=True, text=True, timeout=120)
 
 
 def report(text):

@@ -230,8 +230,8 @@ def pool_connect(lab, attempts=10):
             time.sleep(0.5)
 
 
-def pool_attached(lab, nodes):
-    """True when pgpool has every given node up (or waiting) and exactly one primary."""
+def pool_view(lab):
+    """SHOW pool_nodes through pgpool, by backend address."""
     conn = pool_connect(lab)
     try:
         with conn.cursor() as cur:
@@ -240,10 +240,15 @@ def pool_attached(lab, nodes):
             rows = [dict(zip(columns, row)) for row in cur.fetchall()]
     finally:
         conn.close()
-    by_host = dict((r["hostname"], r) for r in rows)
+    return dict((r["hostname"], r) for r in rows)
+
+
+def pool_attached(lab, nodes):
+    """True when pgpool has every given node up (or waiting) and exactly one primary."""
+    by_host = pool_view(lab)
     wanted = [lab["nodes"][n] for n in nodes]
     return (all(by_host[a]["status"] in ("up", "waiting") for a in wanted) and
-            [r["role"] for r in rows if r["status"] in ("up", "waiting")].count("primary") == 1)
+            [r["role"] for r in by_host.values() if r["status"] in ("up", "waiting")].count("primary") == 1)
 
 
 def check_reads_through_pgpool_are_fresh(lab, last_id):

@@ -15,8 +15,8 @@ import pytest
 
 from cluster_probe import (LIVENESS_NODE_LOSS, KillPostmaster, Sampler, Writer, check_no_acked_row_lost,
                            check_reads_through_pgpool_are_fresh, followers_ok, lab_cli, lab_exec, params, pg_version,
-                           pool_attached, primaries, survey, wait_for)
-from conftest import report
+                           pool_attached, pool_view, primaries, survey, wait_for)
+from conftest import REPO, report
 from ansible_collections.pgha.cluster.plugins.module_utils.pg_facts import survey_node
 
 KILL_CYCLES = int(os.environ.get("PGHA_CHAOS_CYCLES", "3"))
@@ -98,6 +98,8 @@ def checked_failover(lab, ansible, fault, cycle, old_primary):
     fenced_after = time.time() - restored_at
     start = lab_exec(old_primary, "systemctl start postgresql@%s-main" % pg_version(old_primary))
     assert start.returncode != 0, "the fenced old primary %s started again" % old_primary
+    if cycle == 1 and isinstance(fault, KillPostmaster):
+        restart_every_pgpool_at_once(lab, old_primary, new_primary)
     writer.stop.set()
     writer.join(10)
     sampler.stop.set()
@@ -116,6 +118,28 @@ def checked_failover(lab, ansible, fault, cycle, old_primary):
                fault.name, cycle, old_primary, new_primary, to_write, all_following, fenced_after, isolated,
                rebuild, len(writer.acked)))
     return to_write, all_following, rebuild
+
+
+def restart_every_pgpool_at_once(lab, old_primary, new_primary):
+    """A full restart of every pgpool (their backend status and watchdog state start afresh)
+    attaches the new primary and never the fenced old one."""
+    restarts = [subprocess.Popen([str(REPO / "bin" / "lab"), "exec", node, "systemctl", "restart", "pgpool2"],
+                                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE) for node in lab["nodes"]]
+    for restart in restarts:
+        assert restart.wait(120) == 0, restart.stderr.read()
+    followers = [n for n in lab["nodes"] if n != old_primary]
+    assert wait_for(lambda: attached_quietly(lab, followers), 60), "pgpool did not come back after a full restart"
+    view = pool_view(lab)
+    up = [address for address, row in view.items() if row["status"] in ("up", "waiting")]
+    assert lab["nodes"][old_primary] not in up, "a full pgpool restart attached the fenced old primary: %s" % view
+    assert [a for a in up if view[a]["role"] == "primary"] == [lab["nodes"][new_primary]], view
+
+
+def attached_quietly(lab, nodes):
+    try:
+        return pool_attached(lab, nodes)
+    except Exception:  # pgpool (or its VIP) not back yet
+        return False
 
 
 @pytest.mark.parametrize("fault, cycles", [(KillPostmaster(), KILL_CYCLES), (PowerOff(), OTHER_CYCLES),
