@@ -1,6 +1,7 @@
 """A setting only the server can refuse costs one node for seconds, never the cluster:
-site.yml changes one node, sees it not come back, puts its previous files back and stops;
-writes through the virtual IP go on the whole time (the longest pause is reported)."""
+pgpool checks its staged file before any node uses it; a PostgreSQL setting that fails a
+restart stops the roll at the first standby, whose previous files are put back; writes
+through the virtual IP go on the whole time (the longest pause is reported)."""
 import time
 
 from cluster_probe import Writer, followers_ok, lab_exec, pool_attached, primaries, survey, wait_for
@@ -28,16 +29,25 @@ def config_has(node, path, text):
     return lab_exec(node, "grep -qF %s %s" % (repr(text), path)).returncode == 0
 
 
-def test_a_pgpool_setting_pgpool_refuses_stops_the_roll_at_the_first_node(ansible, lab, healthy_cluster):
+def pgpool_started_at(node):
+    return lab_exec(node, "systemctl show -p ActiveEnterTimestampMonotonic --value pgpool2").stdout.strip()
+
+
+def test_a_pgpool_setting_pgpool_refuses_is_refused_before_any_node_restarts(ansible, lab, healthy_cluster):
+    """pgpool reads the staged file first (its range and choice checks): no node restarts."""
+    started = dict((node, pgpool_started_at(node)) for node in lab["nodes"])
     result, pause = site_with(ansible, lab, '{"pgpool_settings": {"child_life_time": "-1"}}')
     assert result.returncode != 0, "site.yml accepted a value pgpool refuses"
-    assert "did not come back" in result.stdout and "previous files are back" in result.stdout, result.stdout[-3000:]
+    assert "pgpool refuses the new pgpool.conf" in result.stdout and "child_life_time" in result.stdout, \
+        result.stdout[-3000:]
     for node in lab["nodes"]:
         assert not config_has(node, "/etc/pgpool2/pgpool.conf", "child_life_time = '-1'"), node
         assert lab_exec(node, "systemctl is-active pgpool2").stdout.strip() == "active", node
+        assert pgpool_started_at(node) == started[node], "pgpool on %s was restarted" % node
+        assert lab_exec(node, "test -e /var/lib/pgha/maintenance.site").returncode != 0, "site marker left on " + node
     assert pause < PAUSE_BOUND, "writes through the VIP paused %.1f s" % pause
-    report("rolling.txt", "pgpool setting refused by pgpool: roll stopped at the first node, longest write "
-           "pause through the VIP %.2f s" % pause)
+    report("rolling.txt", "pgpool setting refused by pgpool's own check of the staged file: no node restarted, "
+           "longest write pause through the VIP %.2f s" % pause)
 
 
 def test_a_postgresql_setting_that_fails_the_restart_stops_at_the_first_standby(ansible, lab, healthy_cluster):
