@@ -1,50 +1,10 @@
 """Each module's argument handling, refusals and check-mode result, with a fake connection at
 the module_utils boundary (what the servers do is covered by the integration tests)."""
-import json
-
 import pytest
-from ansible.module_utils import basic
-from ansible.module_utils.common.text.converters import to_bytes
 
 from ansible_collections.pgha.cluster.plugins.module_utils import pg_facts, postgres
 from ansible_collections.pgha.cluster.plugins.modules import failover_plan, pg_node_info, pg_promote, pgpool_node
-
-SYSID = "7441000000000000001"
-
-
-class Done(Exception):
-    def __init__(self, result):
-        super().__init__(result)
-        self.result = result
-
-
-def run(monkeypatch, module, args):
-    """The module's result dict (failed=True when it failed)."""
-    monkeypatch.setattr(basic, "_ANSIBLE_ARGS", to_bytes(json.dumps({"ANSIBLE_MODULE_ARGS": args})))
-    if hasattr(basic, "_ANSIBLE_PROFILE"):   # ansible-core 2.19 and newer
-        monkeypatch.setattr(basic, "_ANSIBLE_PROFILE", "legacy")
-
-    def exit_json(self, **result):
-        raise Done(dict(result, failed=False))
-
-    def fail_json(self, msg, **result):
-        raise Done(dict(result, failed=True, msg=msg))
-
-    monkeypatch.setattr(basic.AnsibleModule, "exit_json", exit_json)
-    monkeypatch.setattr(basic.AnsibleModule, "fail_json", fail_json)
-    with pytest.raises(Done) as done:
-        module.main()
-    return done.value.result
-
-
-class FakeConn:
-    def close(self):
-        pass
-
-
-def node(role="standby", receiver=None, sysid=SYSID, timeline=1):
-    return {"reachable": True, "role": role, "in_recovery": role == "standby", "timeline": timeline,
-            "system_identifier": sysid, "wal_receiver": receiver, "received_lsn_bytes": 100, "replication": []}
+from ansible_collections.pgha.cluster.tests.unit.plugins.modules.module_harness import SYSID, FakeConn, node, run
 
 
 @pytest.fixture
