@@ -36,8 +36,10 @@ ensure_venv() {
     want=$(sha256sum "$REPO/requirements/test.txt" | cut -d' ' -f1)
     if [ ! -x "$VENV/bin/python" ] || [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
         log "installing the Python tools into .venv (pinned in requirements/test.txt)"
-        ensure_apt python3-venv
-        python3 -m venv "$VENV"
+        if [ ! -x "$VENV/bin/python" ]; then
+            ensure_apt python3-venv
+            python3 -m venv "$VENV"
+        fi
         "$VENV/bin/pip" install -q -r "$REPO/requirements/test.txt"
         echo "$want" > "$stamp"
     fi
