@@ -20,10 +20,11 @@ def primary_conninfo(address, port, user, application_name):
     return "host=%s port=%s user=%s application_name=%s" % (address, port, user, application_name)
 
 
-def ensure_slot(conn, slot, check_mode=False):
-    """Make sure the primary keeps WAL for this standby; True when the slot was (or would be) created.
-    Refuses a server in recovery: roles changed since they were read (a failover meanwhile)."""
-    if postgres.query_one(conn, "SELECT pg_is_in_recovery() AS in_recovery")["in_recovery"]:
+def ensure_slot(conn, slot, check_mode=False, cascade=False):
+    """Make sure the upstream keeps WAL for this standby; True when the slot was (or would be)
+    created. Unless cascading on purpose (a switchover points the standbys at its target before
+    promoting it), refuses an upstream in recovery: the roles changed since they were read."""
+    if not cascade and postgres.query_one(conn, "SELECT pg_is_in_recovery() AS in_recovery")["in_recovery"]:
         raise RuntimeError("refusing: the server to follow is not a primary (any more); read the roles again")
     exists = postgres.query_one(conn, "SELECT 1 AS found FROM pg_replication_slots WHERE slot_name = %s", (slot,))
     if exists:

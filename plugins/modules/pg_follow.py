@@ -48,6 +48,13 @@ options:
     description: Replication slot and C(application_name) of this standby (its node name).
     type: str
     required: true
+  cascade:
+    description:
+      - Follow a server that is itself a standby (a switchover points the other standbys at
+        its target before promoting it). By default a server in recovery is refused as the
+        one to follow, because the roles changed since they were read.
+    type: bool
+    default: false
   create_slot:
     description: Ensure the slot exists on the primary.
     type: bool
@@ -134,7 +141,7 @@ def follow(params, check_mode):
     result = dict(slot_created=False, repointed=False, streaming=False)
     if params["create_slot"]:
         with closing(connect(primary_params(params))) as conn:
-            result["slot_created"] = replication.ensure_slot(conn, params["slot_name"], check_mode)
+            result["slot_created"] = replication.ensure_slot(conn, params["slot_name"], check_mode, params["cascade"])
     if not (params["repoint"] or params["wait_timeout"]):
         return result
     with closing(connect(params)) as conn:
@@ -162,6 +169,7 @@ def main():
         primary_password=dict(type="str", default="", no_log=True),
         replication_user=dict(type="str", required=True),
         slot_name=dict(type="str", required=True),
+        cascade=dict(type="bool", default=False),
         create_slot=dict(type="bool", default=True),
         repoint=dict(type="bool", default=True),
         wait_timeout=dict(type="int", default=30),

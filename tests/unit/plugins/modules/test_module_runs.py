@@ -209,3 +209,10 @@ def test_pg_follow_slot_only(monkeypatch, follow_world):
     result = run(monkeypatch, pg_follow, dict(FOLLOW, repoint=False, wait_timeout=0))
     assert result["changed"] and result["slot_created"] and not result["repointed"]
     assert follow_world.standby["primary_conninfo"].startswith("host=10.0.0.1")
+
+
+def test_pg_follow_cascades_from_a_standby_only_when_asked(monkeypatch, follow_world):
+    from ansible_collections.pgha.cluster.plugins.modules import pg_follow
+    follow_world.primary_in_recovery = True
+    result = run(monkeypatch, pg_follow, dict(FOLLOW, cascade=True))
+    assert not result["failed"] and result["slot_created"] and result["repointed"] and result["streaming"]
