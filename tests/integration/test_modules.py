@@ -3,7 +3,7 @@ import time
 
 import pytest
 
-from cluster_probe import primaries, survey
+from cluster_probe import pool_attached, primaries, survey, wait_for
 from conftest import report
 
 PG_FACTS = "pgha.cluster.pg_node_info"
@@ -97,8 +97,12 @@ def test_pgpool_node_info_wrong_pcp_password(ansible, lab):
     assert secret not in raw
 
 
-def test_pgpool_node_detach_attach_idempotent(ansible, lab, roles):
-    args = pcp_args(lab, node_id=sorted(lab["nodes"]).index(roles[1][-1]))
+def test_pgpool_node_detach_then_the_hook_attaches_the_streaming_standby_again(ansible, lab, roles):
+    """Detaching a standby runs pgpool's failover_command: pgha's hook attaches a standby that
+    still streams from the primary again by itself, after which attaching is a no-op.
+    (Repeated detaches race with that hook; their idempotence is a unit test.)"""
+    standby = roles[1][-1]
+    args = pcp_args(lab, node_id=sorted(lab["nodes"]).index(standby))
     del args["source"]
     detach = dict(args, state="detached")
     attach = dict(args, state="attached")
@@ -107,11 +111,9 @@ def test_pgpool_node_detach_attach_idempotent(ansible, lab, roles):
         assert checked["changed"] and checked["node"]["status"] in ("up", "waiting")
         done, _ = ansible.module("pg1", "pgha.cluster.pgpool_node", detach)
         assert done["changed"] and done["node"]["status"] == "down"
-        again, _ = ansible.module("pg1", "pgha.cluster.pgpool_node", detach)
-        assert not again["changed"]
+        assert wait_for(lambda: pool_attached(lab, list(lab["nodes"])), 60), "the hook did not attach %s again" % standby
     finally:
-        back, _ = ansible.module("pg1", "pgha.cluster.pgpool_node", attach)
-    assert back["changed"] and back["node"]["status"] in ("up", "waiting")
+        ansible.module("pg1", "pgha.cluster.pgpool_node", attach)
     assert not ansible.module("pg1", "pgha.cluster.pgpool_node", attach)[0]["changed"]
 
 
