@@ -139,8 +139,8 @@ def local_facts(config, instance):
         with open(config["fence_lock_file"]) as handle:
             lock = handle.read(300).strip() or "present"
     timeline = None
-    controldata = os.popen("LC_ALL=C %s/pg_controldata %s 2>/dev/null" % (shlex.quote(config["layout"]["bindir"]),
-                                                                       shlex.quote(datadir)))
+    bindir = config["layout"]["bindir"]
+    controldata = os.popen("LC_ALL=C %s/pg_controldata %s 2>/dev/null" % (shlex.quote(bindir), shlex.quote(datadir)))
     value = promotion.controldata_field(controldata.read(), "Latest checkpoint's TimeLineID")
     controldata.close()
     if value and value.isdigit():
