@@ -170,3 +170,25 @@ def test_pg_user_create_then_idempotent(ansible, lab, roles, check):
     changed_pw, _ = ansible.module(roles[0], "pgha.cluster.pg_user", dict(args, password="another-password"),
                                    become_postgres=True)
     assert changed_pw["changed"] and "'********'" in changed_pw["executed_queries"][0]
+
+
+@pytest.mark.parametrize("password", ["\uff50\uff41\uff53\uff53-fullwidth", "pass\u00a0word \u2168 I\u00adX"],
+                         ids=["fullwidth", "nbsp-roman-softhyphen"])
+def test_pg_user_non_ascii_password_logs_in(ansible, lab, roles, password):
+    """SASLprep (RFC 4013, as libpq and the server apply it): the verifier pg_user computes
+    matches what the client sends, so the role logs in, and a second run changes nothing."""
+    import psycopg2
+    args = {"name": "pgha_it_sasl", "password": password}
+    first, raw = ansible.module(roles[0], "pgha.cluster.pg_user", args, become_postgres=True)
+    assert not first.get("failed"), first
+    assert password not in raw
+    second, _ = ansible.module(roles[0], "pgha.cluster.pg_user", args, become_postgres=True)
+    assert second["changed"] is False, "pg_user reports a change for an unchanged non-ASCII password"
+    conn = psycopg2.connect(host=lab["nodes"][roles[0]], port=5432, user="pgha_it_sasl", password=password,
+                            dbname="postgres", connect_timeout=5)
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SELECT current_user")
+            assert cur.fetchone()[0] == "pgha_it_sasl"
+    finally:
+        conn.close()
