@@ -244,8 +244,13 @@ def pool_view(lab):
 
 
 def pool_attached(lab, nodes):
-    """True when pgpool has every given node up (or waiting) and exactly one primary."""
-    by_host = pool_view(lab)
+    """True when pgpool has every given node up (or waiting) and exactly one primary; False
+    while pgpool (or its virtual IP) does not answer: after a failover or a detach it
+    restarts its children, which closes the session asking."""
+    try:
+        by_host = pool_view(lab)
+    except psycopg2.OperationalError:
+        return False
     wanted = [lab["nodes"][n] for n in nodes]
     return (all(by_host[a]["status"] in ("up", "waiting") for a in wanted) and
             [r["role"] for r in by_host.values() if r["status"] in ("up", "waiting")].count("primary") == 1)

@@ -76,6 +76,14 @@ def lab():
     return lab_vars()
 
 
+def outcome(run, tail=2500):
+    """A playbook run for an assertion message: its failing tasks' lines first (the line a
+    test summary shows), then the end of its output."""
+    failed = [line[:800] for line in run.stdout.splitlines()
+              if line.startswith(("fatal:", "failed:")) or "FAILED!" in line][:4]
+    return "\n".join(failed + ["---- last %d characters:" % tail, run.stdout[-tail:]])
+
+
 def report(name, text):
     """Keep measured figures for the README and the issue notes (.build/reports)."""
     from reports import write_report

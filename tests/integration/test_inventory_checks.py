@@ -2,7 +2,7 @@
 import pytest
 import yaml
 
-from conftest import INVENTORY
+from conftest import INVENTORY, outcome
 
 
 def broken_inventory(tmp_path, mutate):
@@ -53,7 +53,7 @@ def test_site_refuses_bad_inventory(ansible, lab, tmp_path, mutate, message):
     inventory = broken_inventory(tmp_path, mutate)
     result = ansible.playbook("pgha.cluster.site", inventory=inventory)
     assert result.returncode != 0
-    assert message in result.stdout, result.stdout[-2000:]
+    assert message in result.stdout, outcome(result, 2000)
     recap = [line for line in result.stdout.splitlines() if ": ok=" in line]
     assert recap and all("changed=0 " in line for line in recap), "\n".join(recap)
     assert "Site (2/" not in result.stdout
@@ -87,7 +87,7 @@ def test_site_refuses_bad_settings_before_touching_a_host(ansible, lab):
     result = ansible.playbook("pgha.cluster.site", *extra)
     assert result.returncode != 0
     for name, (value, allowed) in BAD_SETTINGS.items():
-        assert "%s must be" % name in result.stdout and allowed in result.stdout, (name, result.stdout[-3000:])
+        assert "%s must be" % name in result.stdout and allowed in result.stdout, (name, outcome(result))
     assert "pgpool_settings: failover_command is set by pgha" in result.stdout
     assert "postgresql_settings: wal_receiver_timeout is set by pgha" in result.stdout
     recap = [line for line in result.stdout.splitlines() if ": ok=" in line]

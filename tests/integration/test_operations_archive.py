@@ -1,6 +1,7 @@
 """WAL archive cleanup (PG-REX parity): archived WAL older than every node's last
 checkpoint is removed, newer WAL and timeline history files stay, check mode lists only."""
 from cluster_probe import lab_exec, node_sql, primaries, survey, wait_for
+from conftest import outcome
 
 ARCHIVE = "/var/lib/pgha/wal_archive"
 
@@ -40,12 +41,12 @@ def test_archive_cleanup_keeps_what_a_node_needs(lab, ansible):
     assert older, "nothing older than %s in the archive: %s" % (keep_from, before)
 
     checked = ansible.playbook("pgha.cluster.archive_cleanup", "--check")
-    assert checked.returncode == 0, checked.stdout[-2500:]
+    assert checked.returncode == 0, outcome(checked)
     assert "would remove %d archived WAL files" % len(older) in checked.stdout
     assert archived(primary) == before
 
     cleaned = ansible.playbook("pgha.cluster.archive_cleanup")
-    assert cleaned.returncode == 0, cleaned.stdout[-2500:]
+    assert cleaned.returncode == 0, outcome(cleaned)
     after = archived(primary)
     assert not set(older) & set(after), "still archived: %s" % sorted(set(older) & set(after))
     assert set(before) - set(older) <= set(after), "removed files a node may need"

@@ -3,6 +3,7 @@ plan printed, no lock or marker left behind and no server changed."""
 import pytest
 
 from cluster_probe import lab_exec, primaries, survey
+from conftest import outcome
 
 MARKERS = "/var/lib/pgha/operation.lock /var/lib/pgha/maintenance /var/lib/pgha/maintenance.site /var/lib/pgha/fenced"
 
@@ -30,7 +31,7 @@ def test_check_mode_changes_nothing(ansible, lab, healthy_cluster, playbook, ext
     before = roles(lab)
     standby = standby_of(lab)
     result = ansible.playbook("pgha.cluster.%s" % playbook, "--check", *[arg.format(standby=standby) for arg in extra])
-    assert result.returncode == 0, result.stdout[-3000:]
+    assert result.returncode == 0, outcome(result)
     assert roles(lab) == before, "a --check run changed a server"
     for node in lab["nodes"]:
         left = lab_exec(node, "ls -d %s 2>/dev/null" % MARKERS).stdout.split()

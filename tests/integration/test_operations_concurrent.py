@@ -6,7 +6,7 @@ import threading
 
 from cluster_probe import (KillPostmaster, Sampler, followers_ok, lab_exec, pool_attached, primaries, survey,
                            wait_for)
-from conftest import report
+from conftest import outcome, report
 
 CYCLES = int(os.environ.get("PGHA_CHAOS_OTHER_CYCLES", "2"))
 MAINTENANCE = "/var/lib/pgha/maintenance"
@@ -46,11 +46,11 @@ def concurrent_cycle(lab, ansible, cycle):
     promoted = [r for r in runs if r.returncode == 0 and "Plan: fence" in r.stdout]
     others = [r for r in runs if r not in promoted]
     assert len(promoted) == 1, "expected one run to promote, got %d:\n%s" % (
-        len(promoted), "\n----\n".join(r.stdout[-2000:] for r in runs))
+        len(promoted), "\n----\n".join(outcome(r, 2000) for r in runs))
     other = others[0]
     locked = other.returncode != 0 and "another operation holds the cluster lock" in other.stdout
     came_second = other.returncode == 0 and "Nothing to do" in other.stdout
-    assert locked or came_second, other.stdout[-3000:]
+    assert locked or came_second, outcome(other)
     after = survey(lab)
     new_primaries = primaries(after)
     assert len(new_primaries) == 1 and new_primaries[0] != old_primary, new_primaries
@@ -58,7 +58,7 @@ def concurrent_cycle(lab, ansible, cycle):
     assert sampler.two_primaries == [], sampler.two_primaries[:3]
     assert wait_for(lambda: followers_ok(lab, new_primaries[0]), 20)
     result = ansible.playbook("pgha.cluster.rebuild", "-e", "target=%s" % old_primary)
-    assert result.returncode == 0, result.stdout[-3000:]
+    assert result.returncode == 0, outcome(result)
     assert wait_for(lambda: pool_attached(lab, list(lab["nodes"])), 30), "pgpool did not attach every node"
     for node in lab["nodes"]:
         assert lab_exec(node, "test -e /var/lib/pgha/operation.lock").returncode != 0, "lock left on %s" % node

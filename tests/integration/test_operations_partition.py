@@ -14,7 +14,7 @@ import pytest
 
 from cluster_probe import (LIVENESS_NODE_LOSS, FreshWriter, Sampler, Writer, check_no_acked_row_lost, followers_ok, lab_cli,
                            lab_exec, pool_attached, primaries, survey, wait_for)
-from conftest import report
+from conftest import outcome, report
 from test_operations_watchdog import vip_holders
 
 
@@ -57,7 +57,7 @@ def test_primary_cut_from_its_peers_stops_before_the_promotion(lab, ansible, hea
     # the lab runs synchronous replication: nothing acknowledged through the VIP or by the new primary is lost
     check_no_acked_row_lost(lab, new, via_vip.acked + [row for writer in to_peers for row in writer.acked])
     result = ansible.playbook("pgha.cluster.rebuild", "-e", "target=%s" % old)
-    assert result.returncode == 0, result.stdout[-3000:]
+    assert result.returncode == 0, outcome(result)
     assert wait_for(lambda: followers_ok(lab, new), 30)
     assert wait_for(lambda: pool_attached(lab, list(lab["nodes"])), 30), "pgpool did not attach every node"
     report("chaos.txt", "partition of the primary %s from %s: old primary answered writes until +%.2f s, first write "

@@ -6,7 +6,7 @@ times are reported."""
 import time
 
 from cluster_probe import followers_ok, lab_exec, pool_attached, wait_for
-from conftest import report
+from conftest import outcome, report
 
 ASIDE = "ls -d /var/lib/postgresql/*/main.pgha-* 2>/dev/null"
 
@@ -14,7 +14,7 @@ ASIDE = "ls -d /var/lib/postgresql/*/main.pgha-* 2>/dev/null"
 def timed_rebuild(ansible, lab, primary, node, *extra):
     started = time.time()
     result = ansible.playbook("pgha.cluster.rebuild", "-e", "target=%s" % node, *extra)
-    assert result.returncode == 0, result.stdout[-3000:]
+    assert result.returncode == 0, outcome(result)
     seconds = time.time() - started
     assert wait_for(lambda: followers_ok(lab, primary), 30), "%s does not stream from %s" % (node, primary)
     assert wait_for(lambda: pool_attached(lab, list(lab["nodes"])), 30), "pgpool did not attach every node"
@@ -26,7 +26,7 @@ def test_rebuild_standby_by_rewind_then_by_basebackup(lab, ansible, healthy_clus
     node = sorted(n for n in lab["nodes"] if n != primary)[0]
     before = set(lab_exec(node, ASIDE).stdout.split())
     result = ansible.playbook("pgha.cluster.rebuild", "-e", "target=%s" % node)
-    assert result.returncode == 0, result.stdout[-3000:]
+    assert result.returncode == 0, outcome(result)
     assert "it already streams from the primary" in result.stdout and "nothing to do" in result.stdout
     recap = [line for line in result.stdout.splitlines() if ": ok=" in line]
     assert recap and all("changed=0 " in line for line in recap), "\n".join(recap)

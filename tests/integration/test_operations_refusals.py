@@ -3,6 +3,7 @@ import time
 
 from cluster_probe import (KillPostmaster, check_no_acked_row_lost, followers_ok, lab_exec, node_sql, pool_attached,
                            primaries, survey, wait_for)
+from conftest import outcome
 
 MAINTENANCE = "/var/lib/pgha/maintenance"
 
@@ -17,7 +18,7 @@ def primary_of(state):
 
 def assert_refused(result, text):
     assert result.returncode != 0, "expected a refusal, the playbook succeeded"
-    assert text in result.stdout, result.stdout[-2500:]
+    assert text in result.stdout, outcome(result)
 
 
 def test_failover_refused_while_primary_is_healthy(ansible, lab):
@@ -36,7 +37,7 @@ def test_failover_refuses_unknown_failed_node(ansible, lab):
 def test_failover_without_failure_changes_nothing(ansible, lab):
     before = roles(lab)
     result = ansible.playbook("pgha.cluster.failover")
-    assert result.returncode == 0, result.stdout[-2500:]
+    assert result.returncode == 0, outcome(result)
     assert "Nothing to do" in result.stdout
     assert roles(lab) == before
 
@@ -56,7 +57,7 @@ def test_a_leaked_lock_refuses_until_broken_by_name(ansible, lab):
             assert_refused(ansible.playbook("pgha.cluster." + playbook, *args),
                            "another operation holds the cluster lock (failover by ghost on gone-host)")
         result = ansible.playbook("pgha.cluster.failover", "-e", "break_lock=true")
-        assert result.returncode == 0, result.stdout[-2500:]
+        assert result.returncode == 0, outcome(result)
         assert "broke the cluster lock of: failover by ghost on gone-host" in result.stdout
         assert "Nothing to do" in result.stdout
     finally:
@@ -84,7 +85,7 @@ def test_rebuild_needs_a_known_target(ansible, lab):
 def test_follow_primary_on_a_healthy_cluster_is_idempotent(ansible, lab):
     before = roles(lab)
     result = ansible.playbook("pgha.cluster.follow_primary")
-    assert result.returncode == 0, result.stdout[-2500:]
+    assert result.returncode == 0, outcome(result)
     assert "OK: one primary" in result.stdout
     assert roles(lab) == before
 
@@ -92,7 +93,7 @@ def test_follow_primary_on_a_healthy_cluster_is_idempotent(ansible, lab):
 def test_failover_refused_without_a_reachable_standby(ansible, lab, healthy_cluster):
     primary = healthy_cluster
     stop = ansible.playbook("pgha.cluster.stop")
-    assert stop.returncode == 0, stop.stdout[-2500:]
+    assert stop.returncode == 0, outcome(stop)
     try:
         before = roles(lab)
         assert_refused(ansible.playbook("pgha.cluster.failover", "-e", "failed_node=%s" % primary),
@@ -102,7 +103,7 @@ def test_failover_refused_without_a_reachable_standby(ansible, lab, healthy_clus
             assert lab_exec(node, "test -e /var/lib/pgha/fenced").returncode != 0, "a refused failover fenced %s" % node
     finally:
         start = ansible.playbook("pgha.cluster.start")
-    assert start.returncode == 0, start.stdout[-2500:]
+    assert start.returncode == 0, outcome(start)
     assert primaries(survey(lab)) == [primary]
 
 
@@ -126,14 +127,14 @@ def test_failover_refuses_a_candidate_behind_another_standby(ansible, lab, healt
                        "candidate %s is behind %s" % (behind, ahead))
         assert roles(lab) == before
         result = ansible.playbook("pgha.cluster.failover", "-e", "failed_node=%s" % primary)
-        assert result.returncode == 0, result.stdout[-2500:]
+        assert result.returncode == 0, outcome(result)
         assert primaries(survey(lab)) == [ahead]
         check_no_acked_row_lost(lab, ahead, [(i, None, None) for i in ids])
     finally:
         set_maintenance(lab, False)
     assert wait_for(lambda: followers_ok(lab, ahead), 30), "%s does not stream from %s" % (behind, ahead)
     rebuild = ansible.playbook("pgha.cluster.rebuild", "-e", "target=%s" % primary)
-    assert rebuild.returncode == 0, rebuild.stdout[-2500:]
+    assert rebuild.returncode == 0, outcome(rebuild)
     assert wait_for(lambda: pool_attached(lab, list(lab["nodes"])), 30), "pgpool did not attach every node"
 
 

@@ -5,7 +5,7 @@ through the virtual IP go on the whole time (the longest pause is reported)."""
 import time
 
 from cluster_probe import Writer, followers_ok, lab_exec, pool_attached, primaries, survey, wait_for
-from conftest import report
+from conftest import outcome, report
 
 PAUSE_BOUND = 30.0  # liveness: generous, the goal (a few seconds) is in the report
 
@@ -39,7 +39,7 @@ def test_a_pgpool_setting_pgpool_refuses_is_refused_before_any_node_restarts(ans
     result, pause = site_with(ansible, lab, '{"pgpool_settings": {"child_life_time": "-1"}}')
     assert result.returncode != 0, "site.yml accepted a value pgpool refuses"
     assert "pgpool refuses the new pgpool.conf" in result.stdout and "child_life_time" in result.stdout, \
-        result.stdout[-3000:]
+        outcome(result)
     for node in lab["nodes"]:
         assert not config_has(node, "/etc/pgpool2/pgpool.conf", "child_life_time = '-1'"), node
         assert lab_exec(node, "systemctl is-active pgpool2").stdout.strip() == "active", node
@@ -55,7 +55,7 @@ def test_a_postgresql_setting_that_fails_the_restart_stops_at_the_first_standby(
     result, pause = site_with(ansible, lab, '{"postgresql_settings": {"shared_buffers": "4TB"}}')
     assert result.returncode != 0, "site.yml accepted shared_buffers the server cannot start with"
     assert "did not come back streaming" in result.stdout and "no other node was restarted" in result.stdout, \
-        result.stdout[-3000:]
+        outcome(result)
     conf = "/etc/postgresql/*/main/conf.d/pgha.conf"
     for node in lab["nodes"]:
         assert not config_has(node, conf, "4TB"), "%s kept the refused setting" % node

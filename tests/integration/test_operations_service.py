@@ -6,7 +6,7 @@ import time
 
 from cluster_probe import (followers_ok, lab_exec, node_sql, params, pool_attached, pool_connect, primaries, survey,
                            wait_for)
-from conftest import report
+from conftest import outcome, report
 from ansible_collections.pgha.cluster.plugins.module_utils.pg_facts import survey_node
 
 FENCE_LOCK = "/var/lib/pgha/fenced"
@@ -39,9 +39,9 @@ def test_stop_then_start_keeps_the_primary(lab, ansible, healthy_cluster):
     marker = insert_marker(lab)
     started = time.time()
     result = ansible.playbook("pgha.cluster.stop")
-    assert result.returncode == 0, result.stdout[-3000:]
+    assert result.returncode == 0, outcome(result)
     stop_seconds = time.time() - started
-    assert "had the shutdown checkpoint" in result.stdout, result.stdout[-2000:]
+    assert "had the shutdown checkpoint" in result.stdout, outcome(result, 2000)
     assert all_down(lab) and pgpool_down(lab), "stop.yml left a server or pgpool running"
 
     # The only node that may start as primary is fenced: start refuses and starts nothing.
@@ -49,14 +49,14 @@ def test_stop_then_start_keeps_the_primary(lab, ansible, healthy_cluster):
     try:
         refused = ansible.playbook("pgha.cluster.start")
         assert refused.returncode != 0
-        assert "refused, nothing changed: no node may start as primary" in refused.stdout, refused.stdout[-2000:]
+        assert "refused, nothing changed: no node may start as primary" in refused.stdout, outcome(refused, 2000)
         assert all_down(lab) and pgpool_down(lab), "a refused start started something"
     finally:
         lab_exec(primary, "rm -f %s" % FENCE_LOCK)
 
     started = time.time()
     result = ansible.playbook("pgha.cluster.start")
-    assert result.returncode == 0, result.stdout[-3000:]
+    assert result.returncode == 0, outcome(result)
     start_seconds = time.time() - started
     assert primaries(survey(lab)) == [primary]
     assert wait_for(lambda: followers_ok(lab, primary), 20)

@@ -3,7 +3,7 @@ import os
 
 from cluster_probe import (Writer, check_no_acked_row_lost, check_reads_through_pgpool_are_fresh, followers_ok,
                            lab_exec, pool_attached, primaries, survey, wait_for)
-from conftest import report
+from conftest import outcome, report
 
 CYCLES = int(os.environ.get("PGHA_CHAOS_OTHER_CYCLES", "2"))
 
@@ -41,7 +41,7 @@ def kill_standby_cycle(lab, ansible, primary, standby):
     start = lab_exec(standby, "systemctl start postgresql@%s-main" % version)
     assert start.returncode == 0, "a standby (no fence lock) must be allowed to start: %s" % start.stderr
     result = ansible.playbook("pgha.cluster.follow_primary", "-e", "nodes=%s" % standby)
-    assert result.returncode == 0, result.stdout[-3000:]
+    assert result.returncode == 0, outcome(result)
     assert wait_for(lambda: followers_ok(lab, primary), 20)
     assert pool_status(ansible, lab, standby) in ("up", "waiting")
     writer.stop.set()

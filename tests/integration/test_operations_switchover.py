@@ -3,7 +3,7 @@ import time
 
 from cluster_probe import (Sampler, Writer, check_no_acked_row_lost, check_reads_through_pgpool_are_fresh,
                            followers_ok, lab_exec, pool_attached, primaries, survey, wait_for)
-from conftest import report
+from conftest import outcome, report
 
 
 def test_switchover_to_a_standby_and_back(lab, ansible, chaos_table):
@@ -17,7 +17,7 @@ def test_switchover_to_a_standby_and_back(lab, ansible, chaos_table):
         started = time.time()
         result = ansible.playbook("pgha.cluster.switchover", "-e", "candidate=%s" % target)
         elapsed = time.time() - started
-        assert result.returncode == 0, result.stdout[-3000:]
+        assert result.returncode == 0, outcome(result)
         assert wait_for(lambda: followers_ok(lab, target), 20), "standbys do not all stream from %s" % target
         time.sleep(1)
         writer.stop.set()
