@@ -19,6 +19,9 @@ Requests and what they return:
   ("revoke", [nodes])           -> names whose WAL receiver is verifiably gone
   ("sleep", seconds)            -> None
   ("promote", node)             -> True when it is a primary now
+  ("record", node, [nodes])      -> None: tell the new primary which old primaries are fenced
+                                   (safety.fenced_peers; best effort: without the record its
+                                   guard counts on live standbys only)
   ("repoint", [nodes], primary) -> None (best effort: follow_primary retries)
   ("log", message)              -> None
 """
@@ -97,6 +100,7 @@ def failover_steps(failed, total, lease, max_seconds, sync_required=0, sync_name
     yield ("log", gate["reason"])
     if not (yield ("promote", plan["candidate"])):
         return (yield from _undo(revoked, failed, _refused("promote", "%s could not be promoted" % plan["candidate"])))
+    yield ("record", plan["candidate"], sorted(set(fenced) - _standbys(fenced)))
     yield ("repoint", sorted(set(plan["follow"]) | _standbys(fenced)), plan["candidate"])
     return {"result": "promoted", "candidate": plan["candidate"], "fenced": sorted(fenced),
             "revoked": sorted(revoked), "reason": gate["reason"]}

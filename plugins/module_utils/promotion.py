@@ -9,7 +9,11 @@ __metaclass__ = type
 import re
 import time
 
-from ansible_collections.pgha.cluster.plugins.module_utils.postgres import query_one
+from ansible_collections.pgha.cluster.plugins.module_utils.postgres import query, query_one
+
+# A primary's timeline right after its promotion (the control file has it only after the
+# next checkpoint); the first 8 hex digits of its current WAL file's name.
+CURRENT_TIMELINE = "('x' || substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8))::bit(32)::int"
 
 
 def promote(conn, timeout, checkpoint=False):
@@ -22,6 +26,15 @@ def promote(conn, timeout, checkpoint=False):
         # pg_rewind on the other nodes reads the new timeline from the control file.
         query_one(conn, "CHECKPOINT")
     return round(time.time() - started, 3)
+
+
+def record_fenced(conn, path, fenced):
+    """On a new primary: write its timeline and the old primaries proven fenced to `path`
+    (read by its node guard: safety.fenced_peers). COPY writes as the server's user, so no
+    ssh is needed. Returns the timeline."""
+    row = query_one(conn, "SELECT " + CURRENT_TIMELINE + " AS timeline")
+    query(conn, "COPY (SELECT unnest(ARRAY[%s::text] || %s::text[])) TO %s", (row["timeline"], list(fenced), path))
+    return row["timeline"]
 
 
 def wait_for_wal(conn, lsn, timeout):

@@ -26,12 +26,17 @@ def ensure_slot(conn, slot, check_mode=False, cascade=False):
     promoting it), refuses an upstream in recovery: the roles changed since they were read."""
     if not cascade and postgres.query_one(conn, "SELECT pg_is_in_recovery() AS in_recovery")["in_recovery"]:
         raise RuntimeError("refusing: the server to follow is not a primary (any more); read the roles again")
-    exists = postgres.query_one(conn, "SELECT 1 AS found FROM pg_replication_slots WHERE slot_name = %s", (slot,))
-    if exists:
+    found = postgres.query_one(conn, "SELECT active, restart_lsn IS NULL OR wal_status = 'lost' AS useless "
+                                     "FROM pg_replication_slots WHERE slot_name = %s", (slot,))
+    if found and (found["active"] or not found["useless"]):
         return False
     if not check_mode:
-        postgres.query(conn, "SELECT pg_create_physical_replication_slot(%s) WHERE NOT EXISTS "
-                             "(SELECT 1 FROM pg_replication_slots WHERE slot_name = %s)", (slot, slot))
+        # A slot that reserves nothing (never used, or invalidated past max_slot_wal_keep_size,
+        # which a standby can never stream from again) is replaced; nobody streams from it.
+        postgres.query(conn, "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots "
+                             "WHERE slot_name = %s AND NOT active", (slot,))
+        # Reserved at once: the WAL from now on stays until the standby streams.
+        postgres.query(conn, "SELECT pg_create_physical_replication_slot(%s, true)", (slot,))
     return True
 
 

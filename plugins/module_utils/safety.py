@@ -16,6 +16,12 @@ is gone: it can never confirm the old primary again. So when the failover side h
 enough standbys that no node it cannot reach could gather a majority, any such node has
 stopped itself `revocation_wait()` seconds later, and promotion is safe although that node
 never answered.
+
+Fenced peers. An old primary whose fence was verified (lock written, postmaster gone) can
+confirm nobody and cannot start until it is rebuilt. The failover that fenced it records it
+on the new primary (with the new timeline); the guard counts it towards the majority, so a
+primary that also loses its last standby keeps its lease. Rebuilding the node removes it
+from the record before the node starts.
 """
 from __future__ import absolute_import, division, print_function
 
@@ -64,13 +70,14 @@ def annotate(nodes, names_by_address):
 
 # --- the primary's guard ---------------------------------------------------------------
 
-def guard_step(state, role, replies, now, total, lease, paused=False):
+def guard_step(state, role, replies, now, total, lease, paused=False, fenced=()):
     """One beat of the guard on a node; returns (new state, action, reason).
 
     state: {"replies": {standby: last reply_time seen}, "confirmed": {standby: now when it
     changed}, "majority_at": now when a majority last confirmed, or None}; role: "primary",
     "standby" or None (PostgreSQL down); replies: {standby: reply_time} of the standbys
-    streaming from this node and configured to follow it. now: a monotonic clock.
+    streaming from this node and configured to follow it; fenced: peers recorded as fenced
+    for this primary's timeline (fenced_peers). now: a monotonic clock.
     action: "keep" or "fence" (stop PostgreSQL immediately and write the fence lock).
     """
     if role != "primary":
@@ -80,20 +87,44 @@ def guard_step(state, role, replies, now, total, lease, paused=False):
         if reply is not None and reply != state.get("replies", {}).get(name):
             confirmed[name] = now
     fresh = sorted(n for n, t in confirmed.items() if now - t <= lease["lease_seconds"])
-    # A majority stood behind this primary as of the oldest of its newest (majority - 1) confirmations.
-    newest = sorted(confirmed.values(), reverse=True)[:majority(total) - 1]
+    standing = sorted(n for n in fenced if n not in replies)
+    needed = confirmations_needed(total, standing)
+    # A majority stood behind this primary as of the oldest of its newest `needed` confirmations.
+    newest = sorted(confirmed.values(), reverse=True)[:needed]
     majority_at = state.get("majority_at")
-    if majority_at is None or paused:
+    if majority_at is None or paused or needed == 0:
         majority_at = now
-    elif len(newest) == majority(total) - 1:
-        majority_at = max(majority_at, newest[-1] if newest else now)
+    elif len(newest) == needed:
+        majority_at = max(majority_at, newest[-1])
     new_state = {"replies": dict(replies), "confirmed": confirmed, "majority_at": majority_at}
     if not lease_enforced(total) or paused:
         return new_state, "keep", "lease not enforced" if not paused else "paused by maintenance"
+    backing = fresh + ["%s (fenced)" % n for n in standing]
     if now - majority_at > lease["lease_seconds"]:
         return new_state, "fence", ("not confirmed by a majority of %d nodes for %.1f s (confirmed by: %s)"
-                                    % (total, now - majority_at, ", ".join(fresh) or "nobody"))
-    return new_state, "keep", "confirmed by %s" % (", ".join(fresh) or "itself (grace)")
+                                    % (total, now - majority_at, ", ".join(backing) or "nobody"))
+    return new_state, "keep", "confirmed by %s" % (", ".join(backing) or "itself (grace)")
+
+
+def confirmations_needed(total, fenced):
+    """Standbys that must confirm a primary besides itself and its fenced peers."""
+    return max(0, majority(total) - 1 - len(fenced))
+
+
+def lease_without_standbys(total, fenced):
+    """Whether a primary keeps its lease with no standby confirming it: fewer than three
+    nodes (no lease) or enough fenced peers to make the majority with itself."""
+    return not lease_enforced(total) or confirmations_needed(total, fenced) == 0
+
+
+def fenced_peers(record, timeline, name):
+    """The peers a primary on `timeline` may count as fenced, from the record the failover
+    wrote (lines: the new primary's timeline, then one fenced node per line). A record of
+    another timeline is an earlier primary's (this node was promoted again since): ignored."""
+    lines = [line.strip() for line in (record or "").splitlines() if line.strip()]
+    if not lines or not timeline or lines[0] != str(timeline):
+        return []
+    return sorted(set(n for n in lines[1:] if n != name))
 
 
 # --- the start guard -------------------------------------------------------------------
@@ -248,13 +279,16 @@ def sync_quorum_refusal(nodes, plan, sync_required, sync_names, failed_timeline=
                 sync_required, ", ".join(listed), ", ".join(seen) or "none", needed, plan["candidate"]))
 
 
-def sync_policy(strict, streaming_standbys, configured):
+def sync_policy(strict, streaming_standbys, configured, lease_held=True):
     """synchronous_standby_names the primary should run with.
 
     strict: writes wait while no listed standby streams (the promise: no acknowledged commit
     is ever on one node only). Not strict: with none streaming, replication turns
-    asynchronous so writes go on, and comes back once one streams again.
+    asynchronous so writes go on, and comes back once one streams again. lease_held: the
+    primary keeps its lease without those standbys (its fenced peers make the majority);
+    otherwise its guard stops it within the lease, and commits acknowledged meanwhile
+    would exist on a stopped node only: it stays synchronous.
     """
-    if strict or not configured:
+    if strict or not configured or not lease_held:
         return configured
     return configured if streaming_standbys else ""

@@ -29,7 +29,7 @@ def start_decision(local, peers, total):
     return {"start": True, "write_lock": False, "retry": False, "reason": "no peer answers as primary"}
 
 
-def guard_step(state, role, replies, now, total, lease, paused=False):
+def guard_step(state, role, replies, now, total, lease, paused=False, fenced=()):
     return state, "keep", "no guard"
 
 

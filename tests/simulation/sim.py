@@ -25,7 +25,7 @@ DETECT = 2.0          # pgpool: health check period + retries until it calls the
 LIVENESS = 60.0       # seconds after the last repair within which a primary must take writes
 HOOK_LIMIT = 30.0     # the hook's own bound
 SETTLE = 3.0          # seconds of a healthy cluster before the first event
-COSTS = {"survey": 0.3, "fence": 0.2, "revoke": 0.2, "promote": 0.3, "repoint": 0.2}
+COSTS = {"survey": 0.3, "fence": 0.2, "revoke": 0.2, "promote": 0.3, "record": 0.05, "repoint": 0.2}
 UNREACHABLE_COST = {"survey": 0.5, "fence": 1.0}
 CLIENT = "client"
 
@@ -53,6 +53,7 @@ class Node:
         self.last_msg = 0.0
         self.replies = {}
         self.fence_lock = False
+        self.fenced_record = None      # the failover's record of fenced old primaries (safety.fenced_peers)
         self.in_production = False     # pg_control: a primary that did not stop cleanly
         self.sync_configured = ()
         self.sync_effective = ()
@@ -169,6 +170,9 @@ class World:
         if len(primaries) != 1 or name in primaries or not node.powered or not self.link(name, primaries[0]):
             return
         source = self.nodes[primaries[0]]
+        if source.fenced_record:
+            source.fenced_record = "\n".join(line for line in source.fenced_record.split("\n") if line != name)
+        node.fenced_record = None
         node.moved_aside.append(node.wal)
         self.dir_count += 1
         if sum(len(self.nodes[n].moved_aside) for n in self.names) + len(self.names) != self.dir_count:
@@ -284,14 +288,16 @@ class World:
             role = "primary" if node.running and node.primary else ("standby" if node.running else None)
             replies = dict((n, node.replies.get(n)) for n in self.names
                            if n != name and self.nodes[n].follows == name and n in node.replies)
+            fenced = safety.fenced_peers(node.fenced_record, node.timeline, name) if role == "primary" else []
             node.guard, action, reason = self.policy.guard_step(node.guard, role, replies, node.clock(self.t), total,
-                                                           self.lease)
+                                                                self.lease, False, fenced)
             if action == "fence":
                 node.running, node.fence_lock = False, True
                 self.log("%s guard fenced itself: %s" % (name, reason))
             elif role == "primary":
-                node.sync_effective = tuple(safety.sync_policy(self.strict, self.streaming(node),
-                                                               node.sync_configured))
+                standing = [n for n in fenced if n not in replies]
+                node.sync_effective = tuple(safety.sync_policy(self.strict, self.streaming(node), node.sync_configured,
+                                                               safety.lease_without_standbys(total, standing)))
 
     # --- pgpool and its hook ------------------------------------------------------------------
     def leader(self):
@@ -378,6 +384,11 @@ class World:
             return [n for n in request[1] if self.revoke(leader, n)], cost
         if kind == "promote":
             return self.promote(leader, request[1]), cost
+        if kind == "record":
+            node = self.nodes[request[1]]
+            if self.pg_answers(leader, request[1]) and node.primary:
+                node.fenced_record = "\n".join([str(node.timeline)] + list(request[2]))
+            return None, cost
         if kind == "repoint":
             for name in request[1]:
                 if self.nodes[name].powered and self.link(leader, name) and not self.nodes[name].primary:

@@ -72,6 +72,45 @@ def test_primary_and_its_last_acknowledging_standby_gone_is_refused():
     assert [line for line in world.timeline if "'stage': 'quorum'" in line], "\n".join(world.timeline)
 
 
+def double_fault(first, strict, seed=21):
+    """The primary fails (`first`: crash — its fence is verified — or power-off), a failover
+    promotes a standby, then the last other standby crashes. Returns (world, new primary,
+    when the second fault struck)."""
+    world = sim.World(seed, nodes=3, sync=True, strict=strict)
+    sim.drive(world, [(1.0, (first, "n1"))], sim.SETTLE, 10.0, [])
+    new = primary_of(world)
+    assert new in ("n2", "n3"), "\n".join(world.timeline)
+    world.apply(("crash", "n3" if new == "n2" else "n2"))
+    second = world.t
+    while world.t < second + 15.0:
+        world.step()
+    return world, new, second
+
+
+def test_double_fault_in_sync_mode_not_strict_writes_go_on_on_the_last_node():
+    """The old primary's verified fence counts towards the new primary's majority: it keeps
+    its lease alone and turns asynchronous, so writes resume within 10 s of the second fault."""
+    world, new, second = double_fault("crash", strict=False)
+    assert world.takes_writes() == [new], "\n".join(world.timeline)
+    after = [at for unused, node, at, degraded in world.acked if at > second and node == new]
+    assert after and after[0] - second < 10.0, "\n".join(world.timeline)
+    assert all(degraded for unused, node, at, degraded in world.acked if at > second)
+
+
+def test_double_fault_in_sync_mode_strict_writes_wait_on_a_primary_that_keeps_its_lease():
+    world, new, second = double_fault("crash", strict=True)
+    assert primary_of(world) == new and world.takes_writes() == [], "\n".join(world.timeline)
+    assert not [at for unused, node, at, degraded in world.acked if at > second + 1.0]
+
+
+def test_double_fault_without_a_verified_fence_the_last_node_stops_itself():
+    """Powered off, the old primary was never proven fenced (the lease ran out instead): it
+    confirms nobody, so the last node has no majority and stops itself rather than go on alone."""
+    world, new, second = double_fault("poweroff", strict=False)
+    assert primary_of(world) is None, "\n".join(world.timeline)
+    assert [line for line in world.timeline if "%s guard fenced itself" % new in line]
+
+
 def old_code_violations(shape):
     found = {}
     for seed in range(400):

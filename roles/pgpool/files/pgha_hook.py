@@ -156,6 +156,19 @@ def promote(config, postgres, node):
         conn.close()
 
 
+def record(config, postgres, primary, fenced):
+    """Tell the new primary's guard which old primaries are fenced (they count towards its
+    majority until they are rebuilt). Best effort: without it the guard needs live standbys."""
+    from ansible_collections.pgha.cluster.plugins.module_utils import promotion
+    try:
+        with closing(postgres.connect(conn_params(config, primary, timeout=2))) as conn:
+            timeline = promotion.record_fenced(conn, config["fenced_peers_file"], fenced)
+        log("recorded on %s (timeline %s): fenced %s" % (primary["name"], timeline, ", ".join(fenced) or "none"))
+    except (postgres.PgConnectError,) + postgres.DRIVER_ERRORS as exc:
+        log("could not record the fenced nodes on %s: %s" % (primary["name"], " ".join(str(exc).split())),
+            syslog.LOG_WARNING)
+
+
 def revoke(config, postgres, node):
     """The standby follows nobody (primary_conninfo emptied) and its WAL receiver is gone."""
     try:
@@ -233,6 +246,9 @@ class Executor:
 
     def do_promote(self, name):
         return promote(self.config, self.postgres, self.named[name])
+
+    def do_record(self, name, fenced):
+        record(self.config, self.postgres, self.named[name], [self.named[n]["slot"] for n in fenced])
 
     def do_repoint(self, names, primary):
         in_parallel([threading.Thread(target=repoint_quietly, args=(self.config, self.postgres, self.named[n],

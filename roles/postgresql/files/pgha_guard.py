@@ -8,6 +8,10 @@ standbys whose replies keep arriving (pg_stat_replication.reply_time changes); w
 majority of the cluster (itself included) has not confirmed it for lease_seconds, it writes
 the fence lock and stops PostgreSQL immediately: a primary cut off from its peers stops
 taking writes before the other side may promote (safety.promotion_gate waits longer).
+Old primaries that the failover proved fenced count towards the majority (the record it
+wrote on this node for this timeline: safety.fenced_peers). With synchronous replication
+and pgha_synchronous_mode_strict false, it turns asynchronous replication on while no
+listed standby streams and the lease holds without one, and off again once one streams.
 Paused while the maintenance marker, the operation lock of a playbook (failover.yml,
 switchover.yml) or the bootstrap marker of a new cluster exists.
 
@@ -24,6 +28,7 @@ import shlex
 import os
 import sys
 import time
+from contextlib import closing
 
 CONFIG = os.environ.get("PGHA_GUARD_CONFIG", "/etc/pgha/guard.json")
 
@@ -46,22 +51,72 @@ def local_params(config):
             "login_db": "postgres", "connect_timeout": 2}
 
 
-def read_local(config, postgres):
-    """(role, {standby: reply_time}) of this node's server; role None when it does not answer."""
+def read_local(config, postgres, promotion):
+    """(role, {standby: reply_time}, primary facts: timeline, async (the guard's override of
+    synchronous_standby_names), streaming: standbys caught up) of this node's server; role
+    None when it does not answer."""
     try:
         conn = postgres.connect(local_params(config))
     except postgres.PgConnectError:
-        return None, {}
+        return None, {}, {}
     try:
         if postgres.query_one(conn, "SELECT pg_is_in_recovery() AS r")["r"]:
-            return "standby", {}
-        rows = postgres.query(conn, "SELECT application_name, reply_time::text AS reply FROM pg_stat_replication "
-                                    "WHERE state IN ('streaming', 'catchup')")
-        return "primary", dict((r["application_name"], r["reply"]) for r in rows)
+            return "standby", {}, {}
+        rows = postgres.query(conn, "SELECT application_name, reply_time::text AS reply, state FROM "
+                                    "pg_stat_replication WHERE state IN ('streaming', 'catchup')")
+        facts = postgres.query_one(
+            conn, "SELECT " + promotion.CURRENT_TIMELINE + " AS timeline, (SELECT count(*) > 0 FROM pg_file_settings "
+                  "WHERE name = 'synchronous_standby_names' AND applied AND setting = '' "
+                  "AND sourcefile LIKE '%postgresql.auto.conf') AS async")
+        facts["streaming"] = sorted(r["application_name"] for r in rows if r["state"] == "streaming")
+        return "primary", dict((r["application_name"], r["reply"]) for r in rows), facts
     except postgres.DRIVER_ERRORS:
-        return None, {}
+        return None, {}, {}
     finally:
         conn.close()
+
+
+def read_fenced_peers(config, facts, safety):
+    """Old primaries the failover proved fenced, recorded for this primary's timeline."""
+    try:
+        with open(config["fenced_peers_file"]) as handle:
+            record = handle.read(4096)
+    except OSError:
+        return []
+    return safety.fenced_peers(record, facts.get("timeline"), config["name"])
+
+
+def apply_sync_policy(config, postgres, safety, facts, fenced, seen):
+    """pgha_synchronous_mode_strict: false — no listed standby streamed for a lease (not
+    merely the moments after a promotion, before the standbys are repointed) and the lease
+    holds without them: replication turns asynchronous; back to synchronous once one streams.
+    seen: {"at": monotonic time a listed standby last streamed or this node became primary}."""
+    sync = config.get("synchronous")
+    if not sync or not facts:
+        seen.clear()
+        return
+    now = time.monotonic()
+    streaming = [n for n in facts["streaming"] if n in sync["standbys"]]
+    if streaming or "at" not in seen:
+        seen["at"] = now
+    if now - seen["at"] <= config["lease"]["lease_seconds"]:
+        streaming = streaming or ["(streamed %.1f s ago)" % (now - seen["at"])]
+    lease_held = safety.lease_without_standbys(len(config["nodes"]), fenced)
+    wanted_async = safety.sync_policy(sync["strict"], streaming, "configured", lease_held) == ""
+    if wanted_async == bool(facts["async"]):
+        return
+    statement = ("ALTER SYSTEM SET synchronous_standby_names = ''" if wanted_async
+                 else "ALTER SYSTEM RESET synchronous_standby_names")
+    try:
+        with closing(postgres.connect(local_params(config))) as conn:
+            postgres.query(conn, statement)
+            postgres.query(conn, "SELECT pg_reload_conf()")
+    except (postgres.PgConnectError,) + postgres.DRIVER_ERRORS as exc:
+        log("could not switch replication: %s" % " ".join(str(exc).split()))
+        return
+    log("no synchronous standby streams and the lease holds without one (fenced: %s): ASYNCHRONOUS replication, "
+        "writes no longer wait (pgha_synchronous_mode_strict: false)" % (", ".join(fenced) or "none")
+        if wanted_async else "%s streams: back to synchronous replication" % ", ".join(streaming))
 
 
 def paused(config):
@@ -96,20 +151,24 @@ def restored_state(config, mono):
 
 
 def run(config):
-    from ansible_collections.pgha.cluster.plugins.module_utils import fencing, postgres, safety
+    from ansible_collections.pgha.cluster.plugins.module_utils import fencing, postgres, promotion, safety
     lease, total = config["lease"], len(config["nodes"])
     state = restored_state(config, time.monotonic())
     log("guarding %s: %d nodes, lease %.1f s, enforced %s" % (config["name"], total, lease["lease_seconds"],
                                                               config["enforce"] and safety.lease_enforced(total)))
-    last_reason = None
+    last_reason, sync_seen = None, {}
     while True:
         started = time.monotonic()
-        role, replies = read_local(config, postgres)
+        role, replies, facts = read_local(config, postgres, promotion)
         is_paused = paused(config)
+        fenced = read_fenced_peers(config, facts, safety) if role == "primary" else []
         state, action, reason = safety.guard_step(state, role, replies, started, total if config["enforce"] else 1,
-                                                  lease, is_paused)
+                                                  lease, is_paused, fenced)
         if role == "primary":
             save_state(config, state, started)
+        if action == "keep" and not is_paused and config["enforce"]:
+            standing = [n for n in fenced if n not in replies]
+            apply_sync_policy(config, postgres, safety, facts, standing, sync_seen)
         if action == "fence":
             log("fencing this primary: %s" % reason)
             result, out = fencing.fence_locally(config["layout"], config["fence_lock_file"],

@@ -18,6 +18,8 @@ class Executor:
     def __call__(self, request):
         self.requests.append(request[0])
         kind = request[0]
+        if kind == "record":
+            self.recorded = request[1:]
         if kind == "now":
             return self.clock
         if kind == "sleep":
@@ -44,12 +46,15 @@ def test_fast_path_fences_then_promotes_the_most_advanced():
     result = run(executor)
     assert result["result"] == "promoted" and result["candidate"] == "c"
     assert "sleep" not in executor.requests and "revoke" not in executor.requests
+    # the verified fence of the old primary is recorded on the new one, after the promotion
+    assert executor.recorded == ("c", ["a"]) and executor.requests.index("record") > executor.requests.index("promote")
 
 
 def test_unreachable_primary_waits_out_the_lease():
     executor = Executor({"a": DOWN, "b": standby(10), "c": standby(20)})
     result = run(executor)
     assert result["result"] == "promoted" and result["revoked"] == ["b", "c"]
+    assert executor.recorded == ("c", [])   # a lease ran out: nothing proven fenced for good
     assert executor.clock >= safety.revocation_wait(safety.DEFAULT_LEASE)
 
 

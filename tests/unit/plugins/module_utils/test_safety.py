@@ -15,10 +15,11 @@ def test_majority_and_lease_enforcement():
     assert safety.revocation_wait(LEASE) == pytest.approx(3.0 * 1.1 + 0.5 + 1.0)
 
 
-def beats(replies_per_beat, total=3, start=0.0, step=0.5, paused=False):
+def beats(replies_per_beat, total=3, start=0.0, step=0.5, paused=False, fenced=()):
     state, results = {}, []
     for i, replies in enumerate(replies_per_beat):
-        state, action, reason = safety.guard_step(state, "primary", replies, start + i * step, total, LEASE, paused)
+        state, action, reason = safety.guard_step(state, "primary", replies, start + i * step, total, LEASE, paused,
+                                                  fenced)
         results.append(action)
     return results, reason
 
@@ -45,6 +46,34 @@ def test_guard_counts_only_a_majority():
 def test_guard_never_fences_without_lease_or_while_paused(total, paused):
     actions, unused = beats([{}] * 20, total=total, paused=paused)
     assert set(actions) == {"keep"}
+
+
+@pytest.mark.parametrize("total, fenced, replies, fences", [
+    (3, ["a"], {}, False),                  # its last standby gone too: itself + the fenced old primary
+    (5, ["a"], {"b": 1}, True),             # 2 of 5 (b stopped replying): not a majority
+    (5, ["a", "b"], {}, False),             # itself + 2 fenced of 5
+    (3, ["a"], {"a": 1}, True),             # a rebuilt and streaming again counts as a standby, not fenced
+])
+def test_guard_counts_fenced_peers_towards_the_majority(total, fenced, replies, fences):
+    actions, reason = beats([replies] * 12, total=total, fenced=fenced)
+    assert (actions[-1] == "fence") == fences
+    if not fences:
+        assert "(fenced)" in reason
+
+
+def test_lease_without_standbys():
+    assert safety.lease_without_standbys(2, []) and safety.lease_without_standbys(3, ["a"])
+    assert not safety.lease_without_standbys(3, []) and not safety.lease_without_standbys(5, ["a"])
+
+
+@pytest.mark.parametrize("record, timeline, expected", [
+    ("7\na\nb\n", 7, ["a", "b"]),
+    ("7\na\nc\n", 7, ["a"]),          # its own name is never a confirmation
+    ("6\na\n", 7, []),                 # an earlier primary's record (promoted again since)
+    ("", 7, []), (None, 7, []), ("7\na\n", None, []),
+])
+def test_fenced_peers_read_only_the_record_of_this_timeline(record, timeline, expected):
+    assert safety.fenced_peers(record, timeline, "c") == expected
 
 
 def test_guard_on_a_standby_resets():
@@ -144,10 +173,11 @@ def test_sync_quorum_refusal(nodes, required, names, failed_timeline, refused):
         assert "force=true" in reason
 
 
-@pytest.mark.parametrize("strict, streaming, expected", [
-    (True, [], "ANY 1 (b, c)"), (False, [], ""), (False, ["b"], "ANY 1 (b, c)")])
-def test_sync_policy(strict, streaming, expected):
-    assert safety.sync_policy(strict, streaming, "ANY 1 (b, c)") == expected
+@pytest.mark.parametrize("strict, streaming, lease_held, expected", [
+    (True, [], True, "ANY 1 (b, c)"), (False, [], True, ""), (False, ["b"], True, "ANY 1 (b, c)"),
+    (False, [], False, "ANY 1 (b, c)")])   # a primary about to stop itself acknowledges nothing alone
+def test_sync_policy(strict, streaming, lease_held, expected):
+    assert safety.sync_policy(strict, streaming, "ANY 1 (b, c)", lease_held) == expected
 
 
 def test_fence_counts_only_a_verified_result():

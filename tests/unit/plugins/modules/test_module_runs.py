@@ -109,7 +109,7 @@ class FollowServer:
     """A fake primary and standby at the module_utils boundary: pg_follow's SQL against state."""
 
     def __init__(self):
-        self.slots = set()
+        self.slots = {}
         self.standby = {"primary_conninfo": "host=10.0.0.1 port=5432 user=replicator application_name=pg2",
                         "primary_slot_name": "pg2", "in_recovery": True}
         self.primary_in_recovery = False
@@ -131,7 +131,7 @@ def follow_world(monkeypatch):
         if "pg_is_in_recovery() AS in_recovery" in sql and "primary_conninfo" not in sql:
             return {"in_recovery": world.primary_in_recovery if conn.primary else True}
         if "FROM pg_replication_slots" in sql:
-            return {"found": 1} if args[0] in world.slots else None
+            return world.slots.get(args[0])
         if "primary_conninfo" in sql:
             return dict(world.standby)
         if "pg_stat_wal_receiver" in sql:
@@ -140,8 +140,11 @@ def follow_world(monkeypatch):
 
     def query(conn, sql, args=None):
         world.statements.append(sql)
-        if "pg_create_physical_replication_slot" in sql:
-            world.slots.add(args[0])
+        if "pg_drop_replication_slot" in sql:
+            world.slots.pop(args[0], None)
+        elif "pg_create_physical_replication_slot" in sql:
+            assert args[0] not in world.slots, "slot created twice"
+            world.slots[args[0]] = {"active": False, "useless": False}
         elif sql.startswith("ALTER SYSTEM SET primary_conninfo"):
             world.standby["primary_conninfo"] = args[0]
         elif sql.startswith("ALTER SYSTEM SET primary_slot_name"):
@@ -163,7 +166,7 @@ def test_pg_follow_creates_the_slot_repoints_and_waits(monkeypatch, follow_world
     from ansible_collections.pgha.cluster.plugins.modules import pg_follow
     result = run(monkeypatch, pg_follow, FOLLOW)
     assert not result["failed"] and result["changed"] and result["slot_created"] and result["repointed"]
-    assert result["streaming"] and follow_world.slots == {"pg2"}
+    assert result["streaming"] and list(follow_world.slots) == ["pg2"]
     assert follow_world.standby["primary_conninfo"] == "host=10.0.0.2 port=5432 user=replicator application_name=pg2"
     assert result["diff"]["before"]["primary_conninfo"].startswith("host=10.0.0.1")
 
@@ -174,6 +177,18 @@ def test_pg_follow_a_second_run_changes_nothing(monkeypatch, follow_world):
     follow_world.statements.clear()
     result = run(monkeypatch, pg_follow, FOLLOW)
     assert not result["changed"] and result["streaming"] and follow_world.statements == []
+
+
+@pytest.mark.parametrize("slot, replaced", [({"active": False, "useless": True}, True),   # invalidated / unreserved
+                                            ({"active": True, "useless": True}, False),   # someone streams from it
+                                            ({"active": False, "useless": False}, False)])
+def test_pg_follow_replaces_a_slot_that_keeps_no_wal(monkeypatch, follow_world, slot, replaced):
+    from ansible_collections.pgha.cluster.plugins.modules import pg_follow
+    follow_world.slots["pg2"] = dict(slot)
+    result = run(monkeypatch, pg_follow, dict(FOLLOW, repoint=False, wait_timeout=0))
+    assert result["slot_created"] == replaced
+    assert any("pg_drop_replication_slot" in sql for sql in follow_world.statements) == replaced
+    assert follow_world.slots["pg2"] == ({"active": False, "useless": False} if replaced else slot)
 
 
 def test_pg_follow_check_mode_changes_nothing(monkeypatch, follow_world):
