@@ -214,9 +214,9 @@ def provided_problems(ca_certs, chain, key, names, now=None):
         return ["cert: holds no PEM certificate"]
     problems = []
     if not chains_to(chain, ca_certs):
-        problems.append("cert: not signed by the CA in ca_cert (nor through the intermediates in cert)")
+        problems.append("cert: not signed by the CA (directly or through intermediates that follow it in the file)")
     if not key_matches(chain[0], key):
-        problems.append("key: does not match the certificate in cert")
+        problems.append("key: does not match the certificate")
     missing = missing_names(chain[0], names)
     if missing:
         problems.append("cert: its subjectAltName lacks %s (has %s)" % (", ".join(missing), ", ".join(cert_names(chain[0])) or "none"))
