@@ -20,6 +20,7 @@ BOUNDS = {
     "pgha_pgpool_port": PORT,
     "pgha_vip_prefix": ("int", 1, 32),
     "pgha_lease_seconds": ("float", 1.0, 3.5),
+    "pgha_tls_renew_days": ("int", 1, 365),
     "pgpool_health_check_period": ("int", 1, 3600),
     "pgpool_health_check_timeout": ("int", 1, 3600),
     "pgpool_health_check_max_retries": ("int", 0, 100),
@@ -58,7 +59,7 @@ CHOICES = {
 BOOLS = (
     "pgha_no_log", "pgpool_failover_on_backend_error", "pgpool_failover_require_consensus",
     "pgpool_load_balance_mode", "failover_force", "failover_cascade", "rebuild_allow_basebackup", "rebuild_basebackup",
-    "status_fail_on_warning", "switchover_maintenance", "pgha_break_lock", "pgha_pool_attach_may_fail",
+    "status_fail_on_warning", "switchover_maintenance", "pgha_break_lock", "pgha_pool_attach_may_fail", "pgha_tls",
 )
 
 # name -> (smaller, larger): the first must stay below the second.
@@ -82,18 +83,21 @@ if_down_cmd if_up_cmd listen_addresses load_balance_mode logdir max_pool num_ini
 pcp_listen_addresses pcp_port pcp_socket_dir pgpool_port pid_file_name pool_passwd port
 recovery_1st_stage_command recovery_2nd_stage_command recovery_password recovery_user
 search_primary_node_timeout socket_dir sr_check_database sr_check_password sr_check_period
-sr_check_user unix_socket_directories use_watchdog wd_heartbeat_deadtime wd_heartbeat_keepalive
+sr_check_user ssl ssl_ca_cert ssl_cert ssl_key ssl_prefer_server_ciphers unix_socket_directories
+use_watchdog wd_heartbeat_deadtime wd_heartbeat_keepalive
 wd_interval wd_ipc_socket_dir wd_lifecheck_method wd_port wd_priority
 """.split())
 
 # PostgreSQL settings the lease, the replication and the failover depend on: set by pgha
-# (conf.d/pgha.conf, pgha-sync.conf, recovery settings), not by postgresql_settings.
+# (conf.d/pgha.conf, pgha-sync.conf, recovery settings), not by postgresql_settings; the
+# TLS files and switch too (pgha_tls, the tls role).
 POSTGRESQL_MANAGED = frozenset("""
 listen_addresses port max_connections password_encryption wal_level wal_log_hints max_wal_senders
 max_replication_slots max_slot_wal_keep_size wal_keep_size hot_standby hot_standby_feedback
 wal_receiver_status_interval wal_receiver_timeout wal_retrieve_retry_interval
 recovery_target_timeline archive_mode archive_command synchronous_standby_names
 synchronous_commit primary_conninfo primary_slot_name restore_command promote_trigger_file
+ssl ssl_cert_file ssl_key_file ssl_ca_file ssl_min_protocol_version
 """.split())
 
 NAMED_SETTING = re.compile(r"^[a-z_][a-z0-9_.]*$")

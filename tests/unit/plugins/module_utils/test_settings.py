@@ -22,6 +22,8 @@ from collection_path import REPO
     ("pgha_mode", "cloud", "pgha_mode must be one of pgpool, keeper"),
     ("replication_basebackup_checkpoint", "slow", "must be one of fast, spread"),
     ("pgpool_load_balance_mode", "maybe", "pgpool_load_balance_mode must be true or false"),
+    ("pgha_tls", "maybe", "pgha_tls must be true or false"),
+    ("pgha_tls_renew_days", 0, "pgha_tls_renew_days must be between 1 and 365"),
 ])
 def test_a_bad_value_is_named_with_what_is_allowed(name, value, expected):
     errors = settings.setting_errors({name: value})
@@ -85,6 +87,9 @@ def test_the_managed_lists_cover_what_the_templates_write():
     postgresql = template_keys(REPO / "roles/postgresql/templates/conf.d/pgha.conf.j2")
     optional = {"logging_collector", "log_line_prefix", "log_connections"}
     assert postgresql - optional - settings.POSTGRESQL_MANAGED == set()
+    import yaml
+    tls = yaml.safe_load((REPO / "roles/pgha/vars/main.yml").read_text())["pgha_tls_postgresql_settings"]
+    assert set(tls) - settings.POSTGRESQL_MANAGED == set()
 
 
 def test_every_numeric_or_enumerated_role_option_is_in_the_table():
