@@ -49,7 +49,7 @@ def conn_params(params):
     mapping = {
         "login_host": "host", "login_port": "port", "login_user": "user",
         "login_password": "password", "login_db": "dbname", "ssl_mode": "sslmode",
-        "connect_timeout": "connect_timeout", "options": "options",
+        "connect_timeout": "connect_timeout", "options": "options", "ca_cert": "sslrootcert",
     }
     kwargs = {}
     for option, keyword in mapping.items():
@@ -60,6 +60,11 @@ def conn_params(params):
         kwargs["host"] = params["login_unix_socket"]
     kwargs.setdefault("application_name", "pgha")
     return kwargs
+
+
+def verified(ca_cert):
+    """Connection options that verify the server against the cluster CA (TLS on), else none."""
+    return {"ssl_mode": "verify-full", "ca_cert": ca_cert} if ca_cert else {}
 
 
 def safe_message(exc, params):

@@ -15,9 +15,11 @@ import time
 from ansible_collections.pgha.cluster.plugins.module_utils import postgres
 
 
-def primary_conninfo(address, port, user, application_name):
-    """The primary_conninfo of a standby of the primary at address:port."""
-    return "host=%s port=%s user=%s application_name=%s" % (address, port, user, application_name)
+def primary_conninfo(address, port, user, application_name, options=""):
+    """The primary_conninfo of a standby of the primary at address:port; options: more
+    libpq keywords (with TLS: sslmode=verify-full sslrootcert=...)."""
+    return " ".join(["host=%s port=%s user=%s application_name=%s" % (address, port, user, application_name)]
+                    + options.split())
 
 
 def ensure_slot(conn, slot, check_mode=False, cascade=False):

@@ -63,6 +63,12 @@ options:
     description: Point the standby at the primary (the server must be running, in recovery).
     type: bool
     default: true
+  conninfo_options:
+    description:
+      - More libpq keywords for the standby's C(primary_conninfo), for example
+        C(sslmode=verify-full sslrootcert=/etc/pgha/tls/ca.crt). A change reconnects the WAL receiver.
+    type: str
+    default: ""
   wait_timeout:
     description:
       - Seconds to wait until the standby streams from the primary; fails when it does not.
@@ -147,7 +153,8 @@ def follow(params, check_mode):
     with closing(connect(params)) as conn:
         if params["repoint"]:
             conninfo = replication.primary_conninfo(params["primary_host"], params["primary_port"] or params["login_port"],
-                                                    params["replication_user"], params["slot_name"])
+                                                    params["replication_user"], params["slot_name"],
+                                                    params["conninfo_options"])
             result["repointed"], before = replication.repoint(conn, conninfo, params["slot_name"], check_mode)
             result["diff"] = {"before": before, "after": {"primary_conninfo": conninfo, "primary_slot_name": params["slot_name"]}}
         if check_mode or not params["wait_timeout"]:
@@ -173,6 +180,7 @@ def main():
         create_slot=dict(type="bool", default=True),
         repoint=dict(type="bool", default=True),
         wait_timeout=dict(type="int", default=30),
+        conninfo_options=dict(type="str", default=""),
     )
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
     ensure_psycopg2(module)

@@ -217,13 +217,14 @@ def check_no_acked_row_lost(lab, primary, acked):
     assert missing == 0, "%d acknowledged rows missing on %s" % (missing, primary)
 
 
-def pool_connect(lab, attempts=10):
+def pool_connect(lab, attempts=10, **options):
     """A session through pgpool; retried because pgpool restarts its children after a
     failback (attach), closing sessions that were just opened."""
     for attempt in range(attempts):
         try:
             return psycopg2.connect(host=lab["vip"], port=9999, user="pgha_admin",
-                                    password=lab["pgha_admin_password"], dbname="postgres", connect_timeout=3)
+                                    password=lab["pgha_admin_password"], dbname="postgres", connect_timeout=3,
+                                    **options)
         except psycopg2.OperationalError:
             if attempt == attempts - 1:
                 raise

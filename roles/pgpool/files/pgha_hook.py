@@ -51,8 +51,10 @@ def log(message, priority=syslog.LOG_NOTICE):
 
 
 def conn_params(config, node, timeout=1):
-    return {"login_host": node["address"], "login_port": node["port"], "login_user": config["admin_user"],
-            "login_db": "postgres", "connect_timeout": timeout, "ssl_mode": "prefer"}
+    from ansible_collections.pgha.cluster.plugins.module_utils import postgres
+    return dict({"login_host": node["address"], "login_port": node["port"], "login_user": config["admin_user"],
+                 "login_db": "postgres", "connect_timeout": timeout, "ssl_mode": "prefer"},
+                **postgres.verified(config.get("tls_ca")))
 
 
 def survey(config, pg_facts):
@@ -400,7 +402,8 @@ def repoint(config, postgres, node, primary):
     from ansible_collections.pgha.cluster.plugins.module_utils import replication
     with closing(postgres.connect(conn_params(config, primary, timeout=3))) as conn:
         replication.ensure_slot(conn, node["slot"])
-    conninfo = replication.primary_conninfo(primary["address"], primary["port"], config["replication_user"], node["slot"])
+    conninfo = replication.primary_conninfo(primary["address"], primary["port"], config["replication_user"], node["slot"],
+                                            config.get("conninfo_options", ""))
     with closing(postgres.connect(conn_params(config, node, timeout=3))) as conn:
         replication.repoint(conn, conninfo, node["slot"])
 

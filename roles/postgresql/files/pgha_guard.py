@@ -208,14 +208,14 @@ def local_facts(config, instance):
             "fence_lock": lock, "timeline": timeline, "bootstrap": os.path.exists(config["bootstrap_file"])}
 
 
-def peer_facts(config, pg_facts):
+def peer_facts(config, pg_facts, postgres):
     names = dict((n["address"], n["name"]) for n in config["nodes"])
     peers = {}
     for node in config["nodes"]:
         if node["name"] == config["name"]:
             continue
-        params = {"login_host": node["address"], "login_port": node["port"], "login_user": config["admin_user"],
-                  "login_db": "postgres", "connect_timeout": 2}
+        params = dict({"login_host": node["address"], "login_port": node["port"], "login_user": config["admin_user"],
+                       "login_db": "postgres", "connect_timeout": 2}, **postgres.verified(config.get("tls_ca")))
         facts = pg_facts.survey_node(params, local=False, probe_timeout=1.0)
         facts["follows"] = names.get(facts.get("primary_conninfo_host"))
         peers[node["name"]] = facts
@@ -230,7 +230,7 @@ def arbiter_lease(config):
     settings = dict(config["arbiter"])
     cluster = settings.pop("cluster")
     try:
-        conn = postgres.connect(arbiter.params(settings, 2.0))
+        conn = postgres.connect(arbiter.params(dict(settings, **postgres.verified(config.get("tls_ca"))), 2.0))
     except postgres.PgConnectError as exc:
         log("arbiter: %s" % exc)
         return {"lease": None}
@@ -244,11 +244,11 @@ def arbiter_lease(config):
 
 
 def start_check(config, instance):
-    from ansible_collections.pgha.cluster.plugins.module_utils import pg_facts, safety
+    from ansible_collections.pgha.cluster.plugins.module_utils import pg_facts, postgres, safety
     deadline = time.monotonic() + config.get("start_wait", 40)
     while True:
         local = local_facts(config, instance)
-        peers = peer_facts(config, pg_facts) if not local["standby_signal"] else {}
+        peers = peer_facts(config, pg_facts, postgres) if not local["standby_signal"] else {}
         lease = arbiter_lease(config) if not local["standby_signal"] else None
         decision = safety.start_decision(local, peers, len(config["nodes"]), arbiter=lease)
         if decision["write_lock"]:

@@ -4,7 +4,8 @@ import hmac
 import base64
 
 from ansible_collections.pgha.cluster.plugins.module_utils.pg_facts import lsn_to_int, node_timeline
-from ansible_collections.pgha.cluster.plugins.module_utils.postgres import conn_params, safe_message
+from ansible_collections.pgha.cluster.plugins.module_utils.postgres import conn_params, safe_message, verified
+from ansible_collections.pgha.cluster.plugins.module_utils.replication import primary_conninfo
 from ansible_collections.pgha.cluster.plugins.module_utils.scram import make_verifier, verifier_matches
 
 
@@ -54,3 +55,12 @@ def test_conn_params_maps_names_and_drops_empty_values():
 
 def test_safe_message_hides_password():
     assert "hunter2" not in safe_message(Exception("bad password hunter2\n here"), {"login_password": "hunter2"})
+
+
+def test_tls_verifies_the_server_against_the_cluster_ca():
+    assert verified("") == {}
+    kwargs = conn_params(dict({"login_host": "10.0.0.2", "ssl_mode": "prefer"}, **verified("/etc/pgha/tls/ca.crt")))
+    assert kwargs["sslmode"] == "verify-full" and kwargs["sslrootcert"] == "/etc/pgha/tls/ca.crt"
+    assert primary_conninfo("10.0.0.2", 5432, "rep", "pg1", " sslmode=verify-full  sslrootcert=/x/ca.crt ") == \
+        "host=10.0.0.2 port=5432 user=rep application_name=pg1 sslmode=verify-full sslrootcert=/x/ca.crt"
+    assert primary_conninfo("10.0.0.2", 5432, "rep", "pg1") == "host=10.0.0.2 port=5432 user=rep application_name=pg1"

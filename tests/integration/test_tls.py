@@ -1,0 +1,52 @@
+"""TLS (pgha_tls, the lab's default): the servers run with the cluster CA's certificates, so
+replication, pgpool's backend sessions and clients are encrypted; a client that verifies
+the server against the cluster CA (verify-full) connects through the virtual IP; certificates
+that do not fit the CA are refused before any host is touched."""
+from cluster_probe import node_sql, pool_connect, primaries, survey
+from conftest import INVENTORY, outcome
+from ansible_collections.pgha.cluster.plugins.module_utils import tls
+
+CA = INVENTORY / ".pgha-tls" / "ca.crt"
+
+
+def test_replication_is_encrypted_and_verifies_the_primary(lab):
+    primary = primaries(survey(lab))[0]
+    rows = node_sql(lab, primary, "SELECT r.application_name, s.ssl FROM pg_stat_replication r "
+                                  "JOIN pg_stat_ssl s USING (pid)")
+    assert len(rows) == len(lab["nodes"]) - 1 and all(ssl for _, ssl in rows), rows
+    for standby in (n for n in lab["nodes"] if n != primary):
+        conninfo = node_sql(lab, standby, "SELECT current_setting('primary_conninfo')")[0][0]
+        assert "sslmode=verify-full sslrootcert=/etc/pgha/tls/ca.crt" in conninfo, (standby, conninfo)
+
+
+def test_a_client_verifying_the_cluster_ca_connects_through_the_vip_and_pgpool_uses_tls_to_the_primary(lab):
+    primary = primaries(survey(lab))[0]
+    conn = pool_connect(lab, sslmode="verify-full", sslrootcert=str(CA))
+    try:
+        assert conn.info.ssl_in_use
+        with conn.cursor() as cur:
+            cur.execute("SELECT 1")
+            assert cur.fetchone() == (1,)
+        # pgpool keeps this session's backend connection to the primary open meanwhile
+        backends = node_sql(lab, primary, "SELECT s.ssl FROM pg_stat_activity a JOIN pg_stat_ssl s USING (pid) "
+                                          "WHERE a.client_addr = ANY(%s::inet[]) AND a.usename = 'pgha_admin' "
+                                          "AND a.backend_type = 'client backend' AND a.pid <> pg_backend_pid()",
+                            (list(lab["nodes"].values()),))
+        assert backends and all(ssl for ssl, in backends), backends
+    finally:
+        conn.close()
+
+
+def test_certificates_not_signed_by_the_given_ca_are_refused_before_any_host_changes(ansible, lab, tmp_path):
+    other_key = tls.new_key("ec")
+    other_ca = tmp_path / "other-ca.crt"
+    other_ca.write_bytes(tls.cert_pem(tls.make_ca("another CA", other_key, 1)))
+    result = ansible.playbook(
+        "pgha.cluster.site", "-e", "pgha_tls_ca_cert=%s" % other_ca,
+        "-e", "pgha_tls_cert={{ inventory_dir }}/.pgha-tls/{{ inventory_hostname }}.crt",
+        "-e", "pgha_tls_key={{ inventory_dir }}/.pgha-tls/{{ inventory_hostname }}.key")
+    assert result.returncode != 0
+    assert "pgha_tls_cert: not signed by the CA" in result.stdout, outcome(result)
+    recap = [line for line in result.stdout.splitlines() if ": ok=" in line]
+    assert recap and all("changed=0 " in line for line in recap), "\n".join(recap)
+    assert "Site (2/" not in result.stdout
