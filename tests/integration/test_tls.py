@@ -1,12 +1,9 @@
-"""TLS (pgha_tls, the lab's default): the servers run with the cluster CA's certificates, so
-replication, pgpool's backend sessions and clients are encrypted; a client that verifies
-the server against the cluster CA (verify-full) connects through the virtual IP; certificates
-that do not fit the CA are refused before any host is touched."""
-from cluster_probe import node_sql, pool_connect, primaries, survey
-from conftest import INVENTORY, outcome
+"""TLS (pgha_tls, the default): PostgreSQL runs with the cluster CA's certificates and
+replication verifies the primary (verify-full); pgpool-II stays without TLS unless
+pgpool_ssl; certificates that do not fit the CA are refused before any host is touched."""
+from cluster_probe import node_sql, primaries, survey
+from conftest import outcome
 from ansible_collections.pgha.cluster.plugins.module_utils import tls
-
-CA = INVENTORY / ".pgha-tls" / "ca.crt"
 
 
 def test_replication_is_encrypted_and_verifies_the_primary(lab):
@@ -17,24 +14,6 @@ def test_replication_is_encrypted_and_verifies_the_primary(lab):
     for standby in (n for n in lab["nodes"] if n != primary):
         conninfo = node_sql(lab, standby, "SELECT current_setting('primary_conninfo')")[0][0]
         assert "sslmode=verify-full sslrootcert=/etc/pgha/tls/ca.crt" in conninfo, (standby, conninfo)
-
-
-def test_a_client_verifying_the_cluster_ca_connects_through_the_vip_and_pgpool_uses_tls_to_the_primary(lab):
-    primary = primaries(survey(lab))[0]
-    conn = pool_connect(lab, sslmode="verify-full", sslrootcert=str(CA))
-    try:
-        assert conn.info.ssl_in_use
-        with conn.cursor() as cur:
-            cur.execute("SELECT 1")
-            assert cur.fetchone() == (1,)
-        # pgpool keeps this session's backend connection to the primary open meanwhile
-        backends = node_sql(lab, primary, "SELECT s.ssl FROM pg_stat_activity a JOIN pg_stat_ssl s USING (pid) "
-                                          "WHERE a.client_addr = ANY(%s::inet[]) AND a.usename = 'pgha_admin' "
-                                          "AND a.backend_type = 'client backend' AND a.pid <> pg_backend_pid()",
-                            (list(lab["nodes"].values()),))
-        assert backends and all(ssl for ssl, in backends), backends
-    finally:
-        conn.close()
 
 
 def test_certificates_not_signed_by_the_given_ca_are_refused_before_any_host_changes(ansible, lab, tmp_path):
