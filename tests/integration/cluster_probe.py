@@ -186,6 +186,13 @@ class KillPostmaster:
         pass
 
 
+def stopped(*threads):
+    """Stop the writers and samplers given and wait for them."""
+    for thread in threads:
+        thread.stop.set()
+        thread.join(10)
+
+
 def wait_for(predicate, timeout, step=0.2):
     deadline = time.time() + timeout
     while time.time() < deadline:

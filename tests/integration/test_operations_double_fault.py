@@ -5,7 +5,8 @@ the new primary keeps its lease with the fenced old primary's confirmation, turn
 asynchronous replication on and takes writes alone; status.yml says so loudly. Once the
 standby runs again it is synchronous again, and the old primary is rebuilt."""
 from cluster_probe import (LIVENESS_KILL, KillPostmaster, Sampler, Writer, check_no_acked_row_lost, followers_ok,
-                           lab_exec, node_sql, pg_version, pool_attached, primaries, survey, wait_for)
+                           lab_exec, node_sql, pg_version, pool_attached, primaries, stopped, survey,
+                           wait_for)
 from conftest import outcome, report
 
 WRITES_RESUME = 10.0   # the issue's bound for the last node (seconds after the second fault)
@@ -42,10 +43,7 @@ def test_primary_then_last_standby_die_writes_resume_on_the_last_node(lab, ansib
         assert start.returncode == 0, start.stderr
         assert wait_for(lambda: sync_names(lab, new) != "", 30), "back to synchronous once the standby streams"
     finally:
-        writer.stop.set()
-        writer.join(10)
-        sampler.stop.set()
-        sampler.join(10)
+        stopped(writer, sampler)
     assert sampler.two_primaries == [], "two primaries acknowledging commits: %s" % sampler.two_primaries[:3]
     check_no_acked_row_lost(lab, new, writer.acked)
     result = ansible.playbook("pgha.cluster.rebuild", "-e", "target=%s" % old_primary)

@@ -15,7 +15,7 @@ import pytest
 
 from cluster_probe import (LIVENESS_NODE_LOSS, KillPostmaster, Sampler, Writer, check_no_acked_row_lost,
                            check_reads_through_pgpool_are_fresh, followers_ok, lab_cli, lab_exec, params, pg_version,
-                           pool_attached, pool_view, primaries, survey, wait_for)
+                           pool_attached, pool_view, primaries, stopped, survey, wait_for)
 from conftest import REPO, outcome, report
 from ansible_collections.pgha.cluster.plugins.module_utils.pg_facts import survey_node
 
@@ -100,10 +100,7 @@ def checked_failover(lab, ansible, fault, cycle, old_primary):
     assert start.returncode != 0, "the fenced old primary %s started again" % old_primary
     if cycle == 1 and isinstance(fault, KillPostmaster):
         restart_every_pgpool_at_once(lab, old_primary, new_primary)
-    writer.stop.set()
-    writer.join(10)
-    sampler.stop.set()
-    sampler.join(10)
+    stopped(writer, sampler)
     assert sampler.two_primaries == [], "two primaries acknowledging commits: %s" % sampler.two_primaries[:3]
     check_no_acked_row_lost(lab, new_primary, writer.acked)
     started = time.time()

@@ -13,7 +13,7 @@ import time
 import pytest
 
 from cluster_probe import (LIVENESS_NODE_LOSS, FreshWriter, Sampler, Writer, check_no_acked_row_lost, followers_ok, lab_cli,
-                           lab_exec, pool_attached, primaries, survey, wait_for)
+                           lab_exec, pool_attached, primaries, stopped, survey, wait_for)
 from conftest import outcome, report
 from test_operations_watchdog import vip_holders
 
@@ -22,12 +22,6 @@ def started(*threads):
     for thread in threads:
         thread.start()
     return threads
-
-
-def stopped(*threads):
-    for thread in threads:
-        thread.stop.set()
-        thread.join(10)
 
 
 def test_primary_cut_from_its_peers_stops_before_the_promotion(lab, ansible, healthy_cluster):

@@ -2,7 +2,7 @@
 import time
 
 from cluster_probe import (Sampler, Writer, check_no_acked_row_lost, check_reads_through_pgpool_are_fresh,
-                           followers_ok, lab_exec, pool_attached, primaries, survey, wait_for)
+                           followers_ok, lab_exec, pool_attached, primaries, stopped, survey, wait_for)
 from conftest import outcome, report
 
 
@@ -20,10 +20,7 @@ def test_switchover_to_a_standby_and_back(lab, ansible, chaos_table):
         assert result.returncode == 0, outcome(result)
         assert wait_for(lambda: followers_ok(lab, target), 20), "standbys do not all stream from %s" % target
         time.sleep(1)
-        writer.stop.set()
-        writer.join(10)
-        sampler.stop.set()
-        sampler.join(10)
+        stopped(writer, sampler)
         assert primaries(survey(lab)) == [target]
         assert sampler.two_primaries == []
         check_no_acked_row_lost(lab, target, writer.acked)

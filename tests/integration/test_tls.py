@@ -1,7 +1,7 @@
 """TLS (pgha_tls, the default): PostgreSQL runs with the cluster CA's certificates and
 replication verifies the primary (verify-full); pgpool-II stays without TLS unless
 pgpool_ssl; certificates that do not fit the CA are refused before any host is touched."""
-from cluster_probe import node_sql, primaries, survey
+from cluster_probe import lab_exec, node_sql, primaries, survey
 from conftest import outcome
 from ansible_collections.pgha.cluster.plugins.module_utils import tls
 
@@ -29,3 +29,11 @@ def test_certificates_not_signed_by_the_given_ca_are_refused_before_any_host_cha
     recap = [line for line in result.stdout.splitlines() if ": ok=" in line]
     assert recap and all("changed=0 " in line for line in recap), "\n".join(recap)
     assert "Site (2/" not in result.stdout
+
+
+def test_the_postgres_ssh_key_is_trusted_from_the_cluster_nodes_only(lab):
+    for node in sorted(lab["nodes"]):
+        text = lab_exec(node, "cat /var/lib/postgresql/.ssh/authorized_keys").stdout
+        keys = [line for line in text.splitlines() if line.strip() and not line.startswith("#")]
+        sources = [set(line.split('"')[1].split(",")) if line.startswith('from="') else set() for line in keys]
+        assert len(keys) == len(lab["nodes"]) and all(s == set(lab["nodes"].values()) for s in sources), (node, text)
