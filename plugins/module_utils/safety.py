@@ -87,7 +87,7 @@ def guard_step(state, role, replies, now, total, lease, paused=False, fenced=())
         if reply is not None and reply != state.get("replies", {}).get(name):
             confirmed[name] = now
     fresh = sorted(n for n, t in confirmed.items() if now - t <= lease["lease_seconds"])
-    standing = sorted(n for n in fenced if n not in replies)
+    standing = standing_fenced(fenced, replies)
     needed = confirmations_needed(total, standing)
     # A majority stood behind this primary as of the oldest of its newest `needed` confirmations.
     newest = sorted(confirmed.values(), reverse=True)[:needed]
@@ -104,6 +104,11 @@ def guard_step(state, role, replies, now, total, lease, paused=False, fenced=())
         return new_state, "fence", ("not confirmed by a majority of %d nodes for %.1f s (confirmed by: %s)"
                                     % (total, now - majority_at, ", ".join(backing) or "nobody"))
     return new_state, "keep", "confirmed by %s" % (", ".join(backing) or "itself (grace)")
+
+
+def standing_fenced(fenced, replies):
+    """Fenced peers that count as such: one that streams again (rebuilt) is a standby."""
+    return sorted(n for n in fenced if n not in replies)
 
 
 def confirmations_needed(total, fenced):
@@ -279,7 +284,7 @@ def sync_quorum_refusal(nodes, plan, sync_required, sync_names, failed_timeline=
                 sync_required, ", ".join(listed), ", ".join(seen) or "none", needed, plan["candidate"]))
 
 
-def sync_policy(strict, streaming_standbys, configured, lease_held=True):
+def sync_policy(strict, streaming_standbys, configured, lease_held=True, quiet_for=None, hold=0.0):
     """synchronous_standby_names the primary should run with.
 
     strict: writes wait while no listed standby streams (the promise: no acknowledged commit
@@ -287,8 +292,11 @@ def sync_policy(strict, streaming_standbys, configured, lease_held=True):
     asynchronous so writes go on, and comes back once one streams again. lease_held: the
     primary keeps its lease without those standbys (its fenced peers make the majority);
     otherwise its guard stops it within the lease, and commits acknowledged meanwhile
-    would exist on a stopped node only: it stays synchronous.
+    would exist on a stopped node only: it stays synchronous. quiet_for: seconds since a
+    listed standby last streamed (or the node became primary); within `hold` of that it
+    stays synchronous (the moments after a promotion, before the standbys are repointed).
     """
     if strict or not configured or not lease_held:
         return configured
-    return configured if streaming_standbys else ""
+    recent = quiet_for is not None and quiet_for <= hold
+    return configured if streaming_standbys or recent else ""

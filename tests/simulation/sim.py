@@ -295,7 +295,7 @@ class World:
                 node.running, node.fence_lock = False, True
                 self.log("%s guard fenced itself: %s" % (name, reason))
             elif role == "primary":
-                standing = [n for n in fenced if n not in replies]
+                standing = safety.standing_fenced(fenced, replies)
                 node.sync_effective = tuple(safety.sync_policy(self.strict, self.streaming(node), node.sync_configured,
                                                                safety.lease_without_standbys(total, standing)))
 

@@ -86,7 +86,7 @@ def read_fenced_peers(config, facts, safety):
     return safety.fenced_peers(record, facts.get("timeline"), config["name"])
 
 
-def apply_sync_policy(config, postgres, safety, facts, fenced, seen):
+def apply_sync_policy(config, postgres, safety, facts, standing, seen):
     """pgha_synchronous_mode_strict: false — no listed standby streamed for a lease (not
     merely the moments after a promotion, before the standbys are repointed) and the lease
     holds without them: replication turns asynchronous; back to synchronous once one streams.
@@ -99,10 +99,9 @@ def apply_sync_policy(config, postgres, safety, facts, fenced, seen):
     streaming = [n for n in facts["streaming"] if n in sync["standbys"]]
     if streaming or "at" not in seen:
         seen["at"] = now
-    if now - seen["at"] <= config["lease"]["lease_seconds"]:
-        streaming = streaming or ["(streamed %.1f s ago)" % (now - seen["at"])]
-    lease_held = safety.lease_without_standbys(len(config["nodes"]), fenced)
-    wanted_async = safety.sync_policy(sync["strict"], streaming, "configured", lease_held) == ""
+    lease_held = safety.lease_without_standbys(len(config["nodes"]), standing)
+    wanted_async = safety.sync_policy(sync["strict"], streaming, "configured", lease_held, now - seen["at"],
+                                      config["lease"]["lease_seconds"]) == ""
     if wanted_async == bool(facts["async"]):
         return
     statement = ("ALTER SYSTEM SET synchronous_standby_names = ''" if wanted_async
@@ -115,7 +114,7 @@ def apply_sync_policy(config, postgres, safety, facts, fenced, seen):
         log("could not switch replication: %s" % " ".join(str(exc).split()))
         return
     log("no synchronous standby streams and the lease holds without one (fenced: %s): ASYNCHRONOUS replication, "
-        "writes no longer wait (pgha_synchronous_mode_strict: false)" % (", ".join(fenced) or "none")
+        "writes no longer wait (pgha_synchronous_mode_strict: false)" % (", ".join(standing) or "none")
         if wanted_async else "%s streams: back to synchronous replication" % ", ".join(streaming))
 
 
@@ -167,8 +166,7 @@ def run(config):
         if role == "primary":
             save_state(config, state, started)
         if action == "keep" and not is_paused and config["enforce"]:
-            standing = [n for n in fenced if n not in replies]
-            apply_sync_policy(config, postgres, safety, facts, standing, sync_seen)
+            apply_sync_policy(config, postgres, safety, facts, safety.standing_fenced(fenced, replies), sync_seen)
         if action == "fence":
             log("fencing this primary: %s" % reason)
             result, out = fencing.fence_locally(config["layout"], config["fence_lock_file"],

@@ -180,6 +180,19 @@ def test_sync_policy(strict, streaming, lease_held, expected):
     assert safety.sync_policy(strict, streaming, "ANY 1 (b, c)", lease_held) == expected
 
 
+@pytest.mark.parametrize("quiet_for, expected", [
+    (0.5, "ANY 1 (b, c)"),     # a standby streamed half a second ago (or the node was just promoted)
+    (3.0, "ANY 1 (b, c)"),     # up to the hold
+    (3.1, ""),                 # nobody streamed for longer: asynchronous
+])
+def test_sync_policy_holds_synchronous_after_the_last_stream(quiet_for, expected):
+    assert safety.sync_policy(False, [], "ANY 1 (b, c)", True, quiet_for, 3.0) == expected
+
+
+def test_standing_fenced_drops_a_peer_that_streams_again():
+    assert safety.standing_fenced(["a", "b"], {"b": "t"}) == ["a"]
+
+
 def test_fence_counts_only_a_verified_result():
     from ansible_collections.pgha.cluster.plugins.module_utils import fencing
     assert fencing.parse_fence_output(0, "PGHA-FENCED primary 7\n") == {"kind": "primary", "timeline": 7}
