@@ -414,22 +414,37 @@ def streams_from(config, postgres, node, primary, timeout):
         return replication.wait_streaming(conn, primary["address"], timeout)
 
 
+def follows(config, postgres, node, primary, facts):
+    """Repoint the standby when it streams from elsewhere; True once it streams from the primary."""
+    try:
+        if (facts.get("wal_receiver") or {}).get("sender_host") != primary["address"]:
+            repoint(config, postgres, node, primary)
+        return streams_from(config, postgres, node, primary, config.get("follow_timeout", 30))
+    except Exception as exc:  # it went down meanwhile: the caller hands it to reattach-standby
+        log("follow: %s: %s" % (node["name"], exc), syslog.LOG_WARNING)
+        return False
+
+
 def follow(config, args):
     from ansible_collections.pgha.cluster.plugins.module_utils import pg_facts, postgres
     nodes = config["nodes"]
     node, primary = nodes[int(args["node_id"])], nodes[int(args["new_main_id"])]
-    facts = pg_facts.survey_node(conn_params(config, node, timeout=2), local=False)
-    if not facts["reachable"] or not facts["in_recovery"]:
-        log("follow: %s is %s; leaving it detached (rebuild it with pgha.cluster.rebuild)"
-            % (node["name"], "down" if not facts["reachable"] else "a primary"), syslog.LOG_WARNING)
+    if args["node_id"] == args["old_primary_id"]:
+        log("follow: %s is the old primary; leaving it detached (rebuild it with pgha.cluster.rebuild)"
+            % node["name"], syslog.LOG_WARNING)
         return 0
-    sender = (facts.get("wal_receiver") or {}).get("sender_host")
-    if sender != primary["address"]:
-        repoint(config, postgres, node, primary)
-    if not streams_from(config, postgres, node, primary, config.get("follow_timeout", 30)):
-        log("follow: %s does not stream from %s yet; leaving it detached" % (node["name"], primary["name"]),
+    facts = pg_facts.survey_node(conn_params(config, node, timeout=2), local=False)
+    if facts["reachable"] and not facts["in_recovery"]:
+        log("follow: %s is a primary; leaving it detached (rebuild it with pgha.cluster.rebuild)" % node["name"],
             syslog.LOG_WARNING)
-        return 1
+        return 0
+    if not facts["reachable"] or not follows(config, postgres, node, primary, facts):
+        # A standby that died during the failover (pgpool detached it with the others and
+        # sends no failover for it): attached once it runs again and streams from the primary.
+        log("follow: %s does not stream from %s yet; attached once it does" % (node["name"], primary["name"]),
+            syslog.LOG_WARNING)
+        start_background("reattach-standby", args["node_id"])
+        return 0
     pcp_client(config).attach(args["node_id"])
     log("follow: %s streams from %s and is attached again" % (node["name"], primary["name"]))
     return 0
