@@ -43,6 +43,13 @@ options:
     type: str
     default: prefer
     choices: [allow, disable, prefer, require, verify-ca, verify-full]
+  ca_cert:
+    description:
+      - File of CA certificates the server's certificate must chain to (libpq's sslrootcert),
+        for O(ssl_mode=verify-ca) or O(ssl_mode=verify-full).
+    type: str
+    default: ''
+    aliases: [ssl_rootcert]
   connect_timeout:
     description: Seconds to wait for a connection.
     type: int

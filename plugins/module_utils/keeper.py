@@ -38,7 +38,7 @@ def _decision(state, steps, reason, warn=False):
     return state, {"steps": list(steps), "reason": reason, "warn": warn}
 
 
-def keeper_step(facts, state, count):
+def keeper_step(facts, state, count, strict=False):
     """One beat of the keeper. Returns (new state, {"steps", "reason", "warn"}).
 
     facts: name, role ("primary", "standby" or None: the local server does not answer),
@@ -51,6 +51,8 @@ def keeper_step(facts, state, count):
     state: failures (peer's consecutive failed beats), synced (the standby has every commit
     this primary acknowledged), unsynced_lsn (WAL position up to which it may not).
     count: failed beats before acting (keepalives_count).
+    strict: pgha_synchronous_mode_strict - never turn replication asynchronous: writes wait
+    for the standby (or its replacement) rather than be acknowledged by one node alone.
 
     Steps for the executor, run in order, stopping at the first that fails:
     ("create", synchronous), ("renew", synchronous), ("claim", term, standby_takeover),
@@ -62,9 +64,9 @@ def keeper_step(facts, state, count):
     if facts.get("paused"):
         return _decision(dict(state, failures=0), [], "paused by a maintenance marker or a playbook's lock")
     if facts.get("role") == "primary":
-        return _primary_step(facts, state, count)
+        return _primary_step(facts, state, count, strict)
     if facts.get("role") == "standby":
-        return _standby_step(facts, state, count)
+        return _standby_step(facts, state, count, strict)
     return _decision(dict(state, failures=0), [], "the local server does not answer: nothing to guard")
 
 
@@ -93,7 +95,7 @@ def _peer_is_primary(facts):
     return bool(peer.get("reachable") and peer.get("role") == "primary")
 
 
-def _primary_step(facts, state, count):
+def _primary_step(facts, state, count, strict):
     lease, name = facts.get("lease"), facts["name"]
     state = _synced(facts, state)
     if lease is None:
@@ -119,11 +121,19 @@ def _primary_step(facts, state, count):
         return _decision(dict(state, failures=0), steps, reason)
     failures = state["failures"] + 1
     state = dict(state, failures=failures)
+    if facts.get("async") and strict:
+        return _decision(state, [("renew", False), ("sync",)],
+                         "asynchronous without the standby, and writes must wait for one "
+                         "(pgha_synchronous_mode_strict): back to synchronous replication", warn=True)
     if facts.get("async"):
         return _decision(state, [("renew", False)], "asynchronous while the standby does not stream")
     if failures < count:
         return _decision(state, [("renew", state["synced"])],
                          "standby does not stream: failed beat %d of %d" % (failures, count), warn=True)
+    if strict:
+        return _decision(state, [("renew", state["synced"])],
+                         "standby gone for %d beats: writes wait for it (pgha_synchronous_mode_strict)" % failures,
+                         warn=True)
     state = dict(state, synced=False, unsynced_lsn=facts.get("lsn"))
     return _decision(state, [("renew", False), ("async",)],
                      "standby gone for %d beats: asynchronous replication (the lease now says the standby may lack "
@@ -154,7 +164,7 @@ def _peer_name(facts):
 
 # --- on the standby -------------------------------------------------------------------------
 
-def _standby_step(facts, state, count):
+def _standby_step(facts, state, count, strict):
     lease, name = facts.get("lease"), facts["name"]
     peer = facts.get("peer") or {}
     if lease and lease.get("holder") == name and _peer_is_primary(facts) and (
@@ -164,8 +174,8 @@ def _standby_step(facts, state, count):
                          "it takes the lease over" % (_peer_name(facts), peer.get("timeline")))
     if lease and lease.get("holder") == name:
         # This node took the lease and its promotion did not finish: finish it.
-        steps = ([("fence_peer",)] if _peer_is_primary(facts) else []) + [("promote",), ("renew", False),
-                                                                          ("async",), ("after_command",)]
+        steps = ([("fence_peer",)] if _peer_is_primary(facts) else []) + [("promote",), ("renew", False)] + \
+            _unless_strict([("async",)], strict) + [("after_command",)]
         return _decision(dict(state, failures=0), steps, "this standby holds the lease: promoting it")
     if _peer_is_primary(facts):
         if not facts.get("receiving"):
@@ -183,9 +193,15 @@ def _standby_step(facts, state, count):
     if refusal:
         return _decision(state, [], refusal, warn=True)
     return _decision(dict(state, failures=0), [("claim", lease["term"], True), ("promote",), ("fence_peer",),
-                                               ("renew", False), ("async",), ("after_command",)],
+                                               ("renew", False)] + _unless_strict([("async",)], strict) +
+                     [("after_command",)],
                      "the primary is gone and its lease expired with this standby synchronous: taking the lease "
                      "and promoting")
+
+
+def _unless_strict(steps, strict):
+    """A new primary goes asynchronous (its peer is gone) unless writes must wait for a standby."""
+    return [] if strict else steps
 
 
 def promotion_refusal(lease):

@@ -33,6 +33,7 @@ def login_argument_spec():
         login_port=dict(type="int", default=5432, aliases=["port"]),
         login_db=dict(type="str", default="postgres", aliases=["db"]),
         ssl_mode=dict(type="str", default="prefer", choices=SSL_MODES),
+        ca_cert=dict(type="str", default="", aliases=["ssl_rootcert"]),
         connect_timeout=dict(type="int", default=5),
     )
 

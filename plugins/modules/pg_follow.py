@@ -140,7 +140,7 @@ from ansible_collections.pgha.cluster.plugins.module_utils.postgres import (
 def primary_params(params):
     return dict(login_host=params["primary_host"], login_port=params["primary_port"] or params["login_port"],
                 login_user=params["primary_user"], login_password=params["primary_password"], login_db="postgres",
-                ssl_mode=params["ssl_mode"], connect_timeout=params["connect_timeout"])
+                ssl_mode=params["ssl_mode"], ca_cert=params["ca_cert"], connect_timeout=params["connect_timeout"])
 
 
 def follow(params, check_mode):

@@ -42,6 +42,8 @@ def test_valid_settings_with_pg_keeper_names_and_spellings(keeper):
     assert config["keepalives_time"] == 2.0 and config["keepalives_count"] == 3
     assert config["after_command"] == "echo 'moved' # not a comment"
     assert config["node"] == 2 and config["cluster"] == "pgha" and config["fence_lock_file"] == "/var/lib/pgha/fenced"
+    assert config["synchronous_mode_strict"] is False
+    assert keeper.parse_config(VALID + "synchronous_mode_strict = on\n")["synchronous_mode_strict"] is True
 
 
 def test_valid_file_passes_the_check(tmp_path):
@@ -55,6 +57,7 @@ def test_valid_file_passes_the_check(tmp_path):
     ("keepalives_count = many\n", "invalid value for keepalives_count"),
     ("keepalives_count = 0\n", "keepalives_count >= 1"),
     ("node = 3\n", "node must be 1 or 2"),
+    ("synchronous_mode_strict = sometimes\n", "invalid value for synchronous_mode_strict"),
     ("witness = 10.0.0.9\n", "unknown setting 'witness'"),
     ("arbiter 10.0.0.9\n", "expected name = value"),
     ("after_command = 'unterminated\n", "missing closing quote"),

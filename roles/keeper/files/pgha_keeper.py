@@ -33,6 +33,13 @@ import time
 DEFAULT_CONFIG = "/etc/pgha/keeper.conf"
 ALIASES = {"keepalive_time": "keepalives_time", "keepalive_count": "keepalives_count"}
 # name: (parser, default; None = required)
+def boolean(value):
+    words = {"true": True, "on": True, "yes": True, "1": True, "false": False, "off": False, "no": False, "0": False}
+    if value.lower() not in words:
+        raise ValueError("not a boolean: %r" % value)
+    return words[value.lower()]
+
+
 SETTINGS = {
     "node1_conninfo": (str, None),
     "node2_conninfo": (str, None),
@@ -55,6 +62,7 @@ SETTINGS = {
     "state_file": (str, "/var/lib/pgha/keeper.json"),
     "bootstrap_file": (str, "/var/lib/pgha/bootstrap"),
     "lib_dir": (str, "/usr/local/lib/pgha"),
+    "synchronous_mode_strict": (boolean, False),
 }
 
 
@@ -215,7 +223,8 @@ class Keeper:
         try:
             lease = self.read_lease(conn)
             facts = self.core.beat_facts(self.name, local, peer, self.peer_name, override, lease, paused)
-            self.state, decision = self.core.keeper_step(facts, self.state, self.config["keepalives_count"])
+            self.state, decision = self.core.keeper_step(facts, self.state, self.config["keepalives_count"],
+                                                           self.config["synchronous_mode_strict"])
             done = self.carry_out(decision["steps"], facts, conn)
         finally:
             if conn is not None:

@@ -127,3 +127,20 @@ def test_beat_facts_from_surveys():
     assert facts["async"] and facts["lsn"] == 99 and facts["role"] == "primary"
     assert keeper.beat_facts("node1", None, None, "node2", False, None, False)["role"] is None
     assert keeper.lease_seconds(1, 3) == 3.0
+
+
+def test_strict_mode_never_goes_asynchronous_and_keeps_vouching_for_the_standby():
+    unused, decision = keeper.keeper_step(primary(peer=PEER_GONE), dict(SYNCED, failures=2), 3, strict=True)
+    assert decision["steps"] == [("renew", True)] and "writes wait" in decision["reason"], decision
+
+
+def test_strict_mode_turns_an_asynchronous_primary_synchronous_again():
+    unused, decision = keeper.keeper_step(primary(peer=PEER_GONE, **{"async": True}), {"failures": 5}, 3, strict=True)
+    assert decision["steps"] == [("renew", False), ("sync",)], decision
+
+
+def test_strict_mode_promotes_without_going_asynchronous():
+    unused, decision = keeper.keeper_step(standby(), {"failures": 2}, 3, strict=True)
+    assert steps(decision) == ["claim", "promote", "fence_peer", "renew", "after_command"], decision
+    unused, decision = keeper.keeper_step(standby(lease=dict(HELD, holder="node2")), {}, 3, strict=True)
+    assert steps(decision) == ["promote", "renew", "after_command"], decision
