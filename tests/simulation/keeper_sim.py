@@ -9,7 +9,8 @@ receiver breaks while the primary still answers, rebuilds. The real code decides
 keeper.beat_facts and keeper.keeper_step (each beat), safety.start_decision with the
 arbiter's lease (each start).
 
-Invariants: never two nodes acknowledging writes in the same moment; no acknowledged
+Invariants: never two nodes acknowledging writes in the same moment; never asynchronous
+with pgha_synchronous_mode_strict; no acknowledged
 commit missing from a promoted node (none at all: a standby that may lack commits never
 takes the lease); data directories moved aside, never dropped; once every fault is
 repaired, a primary takes writes within LIVENESS seconds.
@@ -50,9 +51,10 @@ class Node:
 
 
 class KeeperWorld:
-    def __init__(self, seed, policy=None):
+    def __init__(self, seed, policy=None, strict=False):
         self.rng = random.Random(seed)
         self.policy = policy or Policy()
+        self.strict = strict            # pgha_synchronous_mode_strict: never asynchronous
         self.t, self.ticks = 0.0, 0
         self.names = ["n1", "n2"]
         self.nodes = dict((n, Node(n, self.rng.uniform(0.96, 1.04), self.rng.randint(0, 9))) for n in self.names)
@@ -275,7 +277,7 @@ class KeeperWorld:
         local = self.survey(name, name)
         remote = self.survey(name, peer) if local else None
         facts = keeper.beat_facts(name, local, remote, peer, node.async_override, self.lease_row(name), False)
-        node.state, decision = self.policy.keeper_step(facts, node.state, COUNT)
+        node.state, decision = self.policy.keeper_step(facts, node.state, COUNT, self.strict)
         done = []
         for step in decision["steps"]:
             if not self.carry_out(name, step, facts):
@@ -291,6 +293,8 @@ class KeeperWorld:
             return self.lease_change(name, kind, node.timeline, synchronous=step[1])
         if kind == "claim":
             return self.lease_change(name, "claim", node.timeline, term=step[1], takeover=step[2])
+        if kind == "async" and self.strict:
+            raise Violation("%s went asynchronous although pgha_synchronous_mode_strict is on" % name)
         if kind in ("async", "sync"):
             node.async_override = kind == "async"
             return node.running and node.primary
@@ -365,9 +369,10 @@ def repair(world):
                                                                                   "start")]
 
 
-def run(seed, events=None, max_events=50, policy=None):
-    """One schedule; returns the world. Raises Violation with the timeline on a broken invariant."""
-    world = KeeperWorld(seed, policy)
+def run(seed, events=None, max_events=50, policy=None, strict=None):
+    """One schedule; returns the world. Raises Violation with the timeline on a broken invariant.
+    Every fourth seed runs with pgha_synchronous_mode_strict."""
+    world = KeeperWorld(seed, policy, strict=seed % 4 == 3 if strict is None else strict)
     schedule = run_schedule(seed, max_events) if events is None else events
     try:
         sim.drive(world, schedule, SETTLE, 8, repair(world), LIVENESS)

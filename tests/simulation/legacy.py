@@ -37,7 +37,7 @@ class Keeper:
     """pgha 0.1.0's keeper (Keeper.step): a ping of the witness instead of a lease."""
 
     @staticmethod
-    def keeper_step(facts, state, count):
+    def keeper_step(facts, state, count, unused_strict=False):
         state = dict({"failures": 0}, **state)
         peer = facts.get("peer") or {}
         witness_answers = facts.get("lease") is not None

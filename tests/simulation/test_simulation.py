@@ -196,9 +196,18 @@ def test_keeper_kill_primary_promotes_within_the_keepalive_budget():
 
 @pytest.mark.parametrize("first", [("arbiter_down",), ("break_replication", "n2")])
 def test_keeper_standby_does_not_promote_without_the_arbiter_or_when_not_synchronous(first):
-    world = keeper_sim.run(3, events=[(1.0, first), (8.0, ("crash", "n1")), (25.0, ("heal",))])
+    world = keeper_sim.run(3, events=[(1.0, first), (8.0, ("crash", "n1")), (25.0, ("heal",))], strict=False)
     assert not [line for line in promotions(world) if float(line.split()[0]) < keeper_sim.SETTLE + 25.0], \
         "\n".join(world.timeline)
+
+
+def test_keeper_strict_mode_waits_for_the_standby_so_it_may_take_over():
+    """With pgha_synchronous_mode_strict the primary never goes asynchronous: commits wait
+    for the broken standby, which therefore lacks none and may take over."""
+    world = keeper_sim.run(3, events=[(1.0, ("break_replication", "n2")), (8.0, ("crash", "n1")),
+                                      (25.0, ("heal",))], strict=True)
+    assert not [line for line in world.timeline if "asynchronous replication" in line], "\n".join(world.timeline)
+    assert [line for line in promotions(world) if " n2 " in line], "\n".join(world.timeline)
 
 
 def test_keeper_switchover_leaves_the_new_primary_in_place():
