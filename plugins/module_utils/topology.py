@@ -108,8 +108,8 @@ def plan_failover(nodes, failed_node=None, candidate=None, force=False, sync_nam
 
 def rebuild_need(target, primary, primary_address):
     """Whether `target` (its facts) must be rebuilt to become a streaming standby of
-    `primary` (facts, reached at primary_address): {needed, reason}. A healthy standby of
-    the current primary is left alone."""
+    `primary` (facts, reached at primary_address): {needed, reason, refusal}. A healthy
+    standby of the current primary is left alone; refusal: see rebuild_refusal."""
     receiver = target.get("wal_receiver") or {}
     if not target.get("reachable"):
         reason, needed = "it does not answer (%s)" % (target.get("reason") or "stopped"), True
@@ -123,7 +123,25 @@ def rebuild_need(target, primary, primary_address):
         reason, needed = "it is on timeline %s, the primary on %s" % (target.get("timeline"), primary.get("timeline")), True
     else:
         reason, needed = "it already streams from the primary on timeline %s" % primary.get("timeline"), False
-    return {"needed": needed, "reason": reason}
+    return {"needed": needed, "reason": reason, "refusal": rebuild_refusal(target, primary)}
+
+
+def target_timeline(target):
+    """The timeline a rebuild target's data is on: read from the running server, or from
+    pg_controldata when it is stopped (pg_node_info's stopped_timeline); None when unknown."""
+    return target.get("timeline") if target.get("reachable") else target.get("stopped_timeline")
+
+
+def rebuild_refusal(target, primary):
+    """Why rebuild.yml must not make `target` a copy of `primary` (facts), or None. A target
+    on a newer timeline than the primary was promoted after it: it may hold acknowledged
+    commits the primary lacks (the running "primary" may be a stale old one)."""
+    mine, theirs = target_timeline(target), primary.get("timeline")
+    if mine is None or theirs is None or mine <= theirs:
+        return None
+    return ("it is on timeline %s, newer than the primary's timeline %s, so it may hold acknowledged commits the "
+            "primary lacks (is the primary an old one that came back?). Check both servers; pass -e force=true to "
+            "move its data aside and rebuild it anyway" % (mine, theirs))
 
 
 def deploy_primary(nodes, intended):

@@ -30,6 +30,17 @@ options:
         module runs on.
     type: path
     default: /var/lib/pgha/fenced
+  data_directory:
+    description:
+      - Data directory of the server. When the server does not answer, its control file is
+        read with C(pg_controldata) (needs O(bin_directory)) for RV(stopped_timeline) and
+        RV(stopped_state). Empty - not read.
+    type: path
+    default: ''
+  bin_directory:
+    description: Directory of C(pg_controldata), for O(data_directory).
+    type: path
+    default: ''
 seealso:
   - module: pgha.cluster.pgpool_node_info
   - module: pgha.cluster.pg_promote
@@ -157,13 +168,38 @@ fence_lock_present:
   returned: always
   type: bool
   sample: false
+stopped_timeline:
+  description: The timeline of the latest checkpoint in the control file of a server that does not answer.
+  returned: when the server does not answer and O(data_directory) could be read
+  type: int
+  sample: 3
+stopped_state:
+  description: The control file's database cluster state of a server that does not answer.
+  returned: when the server does not answer and O(data_directory) could be read
+  type: str
+  sample: shut down
 '''
+
+import os
 
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.pgha.cluster.plugins.module_utils.ansible_glue import ensure_psycopg2
 from ansible_collections.pgha.cluster.plugins.module_utils.pg_facts import survey_node
 from ansible_collections.pgha.cluster.plugins.module_utils.postgres import login_argument_spec
+from ansible_collections.pgha.cluster.plugins.module_utils.promotion import controldata_field
+
+
+def control_file(module):
+    """stopped_timeline and stopped_state from pg_controldata, or {} when it cannot be read."""
+    data, bindir = module.params["data_directory"], module.params["bin_directory"]
+    if not data or not bindir or not os.path.isdir(data):
+        return {}
+    rc, out, unused_err = module.run_command(["%s/pg_controldata" % bindir, data], environ_update={"LC_ALL": "C"})
+    timeline = controldata_field(out, "Latest checkpoint's TimeLineID") if rc == 0 else None
+    if timeline is None or not timeline.isdigit():
+        return {}
+    return {"stopped_timeline": int(timeline), "stopped_state": controldata_field(out, "Database cluster state")}
 
 
 def main():
@@ -171,10 +207,14 @@ def main():
     argument_spec.update(
         fail_on_unreachable=dict(type="bool", default=True),
         fence_lock_file=dict(type="path", default="/var/lib/pgha/fenced"),
+        data_directory=dict(type="path", default=""),
+        bin_directory=dict(type="path", default=""),
     )
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
     ensure_psycopg2(module)
     facts = survey_node(module.params, module.params["fence_lock_file"])
+    if not facts["reachable"]:
+        facts.update(control_file(module))
     if not facts["reachable"] and module.params["fail_on_unreachable"]:
         module.fail_json(msg=facts["reason"], **facts)
     module.exit_json(changed=False, **facts)

@@ -19,7 +19,7 @@ import random
 
 from ansible_collections.pgha.cluster.plugins.module_utils import keeper, safety
 import sim
-from sim import Violation
+from sim import Violation, rebuild_refused
 
 TICK = 0.1
 BEAT = 1.0             # keepalives_time
@@ -142,6 +142,8 @@ class KeeperWorld:
         if primaries != [self.peer(name)] or not node.powered or not self.link(name, primaries[0]):
             return
         source = self.nodes[primaries[0]]
+        if rebuild_refused(node, source, self.log):
+            return
         node.moved_aside.append(node.wal)
         self.dir_count += 1
         if sum(len(self.nodes[n].moved_aside) for n in self.names) + 2 != self.dir_count:

@@ -18,7 +18,7 @@ writes again within LIVENESS seconds.
 """
 import random
 
-from ansible_collections.pgha.cluster.plugins.module_utils import failover_flow, safety
+from ansible_collections.pgha.cluster.plugins.module_utils import failover_flow, safety, topology
 
 TICK = 0.1
 DETECT = 2.0          # pgpool: health check period + retries until it calls the hook
@@ -170,6 +170,8 @@ class World:
         if len(primaries) != 1 or name in primaries or not node.powered or not self.link(name, primaries[0]):
             return
         source = self.nodes[primaries[0]]
+        if rebuild_refused(node, source, self.log):
+            return
         if source.fenced_record:
             source.fenced_record = "\n".join(line for line in source.fenced_record.split("\n") if line != name)
         node.fenced_record = None
@@ -512,6 +514,16 @@ def run_schedule(seed, max_events=50):
     rng = random.Random(seed)
     nodes = draw_cluster(rng)[0]
     return random_schedule(rng, ["n%d" % i for i in range(1, nodes + 1)], max_events)
+
+
+def rebuild_refused(node, source, log):
+    """rebuild.yml's refusal (topology.rebuild_need) of a node on a newer timeline than the primary."""
+    facts = {"reachable": True, "timeline": node.timeline} if node.running else \
+        {"reachable": False, "stopped_timeline": node.timeline}
+    refusal = topology.rebuild_refusal(facts, {"timeline": source.timeline})
+    if refusal:
+        log("rebuild of %s refused: %s" % (node.name, refusal))
+    return bool(refusal)
 
 
 def drive(world, schedule, settle, tail, repairs, liveness=LIVENESS):

@@ -227,3 +227,13 @@ def test_keeper_returning_old_primary_stays_down():
     starts = [line for line in world.timeline if line.split()[1:3] == ["n1", "start"]]
     assert starts and "refused" in starts[0] and "arbiter's lease belongs to n2" in starts[0], \
         "\n".join(world.timeline)
+
+
+def test_a_stopped_new_primary_is_not_rebuilt_from_the_old_primary_that_came_back():
+    """Found by the keeper simulator (seed 9552): the old primary, isolated while the standby
+    took over, ran on after the heal with the arbiter down; rebuild.yml of the stopped new
+    primary would have cloned the old one and dropped the new timeline's acknowledged commits."""
+    events = [(9.6, ("isolate", "n1")), (17.1, ("arbiter_down",)), (25.7, ("stop", "n2")), (26.2, ("heal",)),
+              (45.3, ("rebuild", "n2")), (53.0, ("arbiter_up",))]
+    world = keeper_sim.run(9552, events=events, strict=False)
+    assert [line for line in world.timeline if "rebuild of n2 refused" in line], "\n".join(world.timeline)

@@ -121,6 +121,22 @@ def test_rebuild_is_needed_unless_the_node_streams_from_the_primary(target, need
     assert decision["needed"] is needed and reason in decision["reason"]
 
 
+@pytest.mark.parametrize("target, refused", [
+    ({"reachable": False, "stopped_timeline": 3}, True),     # promoted after the primary, stopped
+    ({"reachable": True, "in_recovery": False, "timeline": 3}, True),
+    ({"reachable": False, "stopped_timeline": 2}, False),    # the old primary of a normal failover
+    ({"reachable": False, "stopped_timeline": 1}, False),
+    ({"reachable": False}, False),                           # nothing read: rebuild.yml's own checks
+    (streaming_standby(), False),
+])
+def test_a_target_on_a_newer_timeline_than_the_primary_is_not_rebuilt_from_it(target, refused):
+    decision = rebuild_need(target, {"timeline": 2}, "10.0.0.1")
+    assert (decision["refusal"] is not None) is refused, decision
+    if refused:
+        assert "timeline 3, newer than the primary's timeline 2" in decision["refusal"]
+        assert "force=true" in decision["refusal"]
+
+
 def deploy_node(has_data=True, role=None, fenced=False):
     return {"has_data": has_data, "facts": {"role": role, "fence_lock_present": fenced} if has_data else None}
 

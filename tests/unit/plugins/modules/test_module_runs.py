@@ -1,6 +1,8 @@
 """Each module's argument handling, refusals and check-mode result, with a fake connection at
 the module_utils boundary (what the servers do is covered by the integration tests)."""
 import pytest
+from ansible.module_utils import basic
+from collection_path import FIXTURES
 
 from ansible_collections.pgha.cluster.plugins.module_utils import pg_facts, postgres
 from ansible_collections.pgha.cluster.plugins.modules import failover_plan, pg_node_info, pg_promote, pgpool_node
@@ -62,6 +64,24 @@ def test_pg_node_info_reports_an_unreachable_node_when_asked(monkeypatch):
     assert run(monkeypatch, pg_node_info, {"login_host": "10.0.0.9"})["failed"]
     result = run(monkeypatch, pg_node_info, {"login_host": "10.0.0.9", "fail_on_unreachable": False})
     assert not result["failed"] and result["reachable"] is False and not result["changed"]
+
+
+def test_pg_node_info_reads_the_timeline_of_a_stopped_server_from_its_control_file(monkeypatch, tmp_path):
+    def refuse(params):
+        raise postgres.PgConnectError("cannot connect to the local socket")
+    ran = []
+
+    def run_command(self, argv, environ_update=None, **unused):
+        ran.append((argv, environ_update))
+        return 0, (FIXTURES / "pg15" / "controldata-primary-shut-down.txt").read_text(), ""
+    monkeypatch.setattr(pg_facts, "connect", refuse)
+    monkeypatch.setattr(basic.AnsibleModule, "run_command", run_command)
+    args = {"fail_on_unreachable": False, "data_directory": str(tmp_path), "bin_directory": "/usr/lib/postgresql/15/bin"}
+    result = run(monkeypatch, pg_node_info, args)
+    assert result["stopped_timeline"] == 4 and result["stopped_state"] == "shut down", result
+    assert ran == [(["/usr/lib/postgresql/15/bin/pg_controldata", str(tmp_path)], {"LC_ALL": "C"})]
+    result = run(monkeypatch, pg_node_info, dict(args, data_directory=str(tmp_path / "absent")))
+    assert "stopped_timeline" not in result and len(ran) == 1
 
 
 def test_failover_plan_decides_and_refuses_without_touching_anything(monkeypatch):
