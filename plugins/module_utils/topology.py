@@ -39,11 +39,28 @@ def sync_standby_names(nodes):
 
 
 def cluster_state(nodes):
-    """'healthy' (one primary), 'no_primary' or 'split_brain', with the names."""
+    """'healthy' (one primary), 'no_primary' or 'split_brain', with the names, and each
+    primary's synchronous replication (sync_status)."""
     found = primaries(nodes)
     state = {0: "no_primary", 1: "healthy"}.get(len(found), "split_brain")
     return {"state": state, "primaries": found, "standbys": standbys(nodes),
-            "unreachable": sorted(n for n, f in nodes.items() if not f.get("reachable"))}
+            "unreachable": sorted(n for n, f in nodes.items() if not f.get("reachable")),
+            "sync": dict((p, sync_status(nodes[p])) for p in found)}
+
+
+def sync_status(facts):
+    """A primary's synchronous replication: {"state", "acking"}. state: 'asynchronous' (the
+    guard or the keeper emptied synchronous_standby_names), 'writes_wait' (standbys are named
+    and none acknowledges) or 'synchronous'; acking: the standbys that acknowledge commits."""
+    acking = [r.get("application_name") for r in facts.get("replication") or []
+              if r.get("sync_state") in ("sync", "quorum")]
+    if facts.get("synchronous_standby_names") == "":
+        state = "asynchronous"
+    elif not acking:
+        state = "writes_wait"
+    else:
+        state = "synchronous"
+    return {"state": state, "acking": acking}
 
 
 def wal_position(facts):

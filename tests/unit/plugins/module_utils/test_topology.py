@@ -199,3 +199,16 @@ def test_no_jinja_in_roles_or_playbooks_decides_which_node_is_primary():
             if DECIDING.search(line) and "until:" not in line:
                 offending.append("%s:%d: %s" % (path.relative_to(REPO), number, line.strip()))
     assert not offending, "\n".join(offending)
+
+
+@pytest.mark.parametrize("facts, state, acking", [
+    ({"synchronous_standby_names": "ANY 1 (pg2, pg3)",
+      "replication": [{"application_name": "pg2", "sync_state": "quorum"},
+                      {"application_name": "pg3", "sync_state": "potential"}]}, "synchronous", ["pg2"]),
+    ({"synchronous_standby_names": "ANY 1 (pg2, pg3)", "replication": []}, "writes_wait", []),
+    ({"synchronous_standby_names": "", "replication": [{"application_name": "pg2", "sync_state": "async"}]},
+     "asynchronous", []),
+])
+def test_a_primary_s_synchronous_replication_as_status_reports_it(facts, state, acking):
+    found = cluster_state({"a": dict(primary(), **facts), "b": standby()})["sync"]["a"]
+    assert found == {"state": state, "acking": acking}
