@@ -32,7 +32,8 @@ import time
 
 DEFAULT_CONFIG = "/etc/pgha/keeper.conf"
 ALIASES = {"keepalive_time": "keepalives_time", "keepalive_count": "keepalives_count"}
-# name: (parser, default; None = required)
+
+
 def boolean(value):
     words = {"true": True, "on": True, "yes": True, "1": True, "false": False, "off": False, "no": False, "0": False}
     if value.lower() not in words:
@@ -40,6 +41,7 @@ def boolean(value):
     return words[value.lower()]
 
 
+# name: (parser, default; None = required)
 SETTINGS = {
     "node1_conninfo": (str, None),
     "node2_conninfo": (str, None),
@@ -224,7 +226,7 @@ class Keeper:
             lease = self.read_lease(conn)
             facts = self.core.beat_facts(self.name, local, peer, self.peer_name, override, lease, paused)
             self.state, decision = self.core.keeper_step(facts, self.state, self.config["keepalives_count"],
-                                                           self.config["synchronous_mode_strict"])
+                                                         self.config["synchronous_mode_strict"])
             done = self.carry_out(decision["steps"], facts, conn)
         finally:
             if conn is not None:
