@@ -51,6 +51,7 @@ def conn_params(params):
         "login_host": "host", "login_port": "port", "login_user": "user",
         "login_password": "password", "login_db": "dbname", "ssl_mode": "sslmode",
         "connect_timeout": "connect_timeout", "options": "options", "ca_cert": "sslrootcert",
+        "channel_binding": "channel_binding",
     }
     kwargs = {}
     for option, keyword in mapping.items():
@@ -64,8 +65,9 @@ def conn_params(params):
 
 
 def verified(ca_cert):
-    """Connection options that verify the server against the cluster CA (TLS on), else none."""
-    return {"ssl_mode": "verify-full", "ca_cert": ca_cert} if ca_cert else {}
+    """Connection options that verify the server against the cluster CA and bind the SCRAM
+    login to that TLS session (TLS on), else none. Like pgha_tls_conninfo in roles/pgha/vars."""
+    return {"ssl_mode": "verify-full", "ca_cert": ca_cert, "channel_binding": "require"} if ca_cert else {}
 
 
 def safe_message(exc, params):

@@ -60,7 +60,7 @@ BOOLS = (
     "pgha_no_log", "pgpool_failover_on_backend_error", "pgpool_failover_require_consensus",
     "pgpool_load_balance_mode", "failover_force", "failover_cascade", "rebuild_allow_basebackup", "rebuild_basebackup",
     "status_fail_on_warning", "switchover_maintenance", "pgha_break_lock", "pgha_pool_attach_may_fail", "pgha_tls",
-    "pgha_synchronous_mode_strict", "pgpool_ssl",
+    "pgha_synchronous_mode_strict", "pgpool_ssl", "pgha_client_direct",
 )
 
 # name -> (smaller, larger): the first must stay below the second.

@@ -19,7 +19,7 @@ def roles(lab):
 
 
 def pcp_args(lab, **extra):
-    args = {"source": "pcp", "pcp_host": lab["nodes"]["pg1"], "pcp_user": "pgha_pcp",
+    args = {"source": "pcp", "pcp_host": "localhost", "pcp_user": "pgha_pcp",
             "pcp_password": lab["pgha_pcp_password"]}
     args.update(extra)
     return args

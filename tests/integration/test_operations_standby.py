@@ -9,7 +9,7 @@ CYCLES = int(os.environ.get("PGHA_CHAOS_OTHER_CYCLES", "2"))
 
 
 def pool_status(ansible, lab, node):
-    args = {"source": "pcp", "pcp_host": lab["nodes"]["pg1"], "pcp_user": "pgha_pcp",
+    args = {"source": "pcp", "pcp_host": "localhost", "pcp_user": "pgha_pcp",
             "pcp_password": lab["pgha_pcp_password"]}
     result, _ = ansible.module("pg1", "pgha.cluster.pgpool_node_info", args)
     return result["nodes"][sorted(lab["nodes"]).index(node)]["status"]

@@ -12,9 +12,11 @@ CYCLES = int(os.environ.get("PGHA_CHAOS_OTHER_CYCLES", "2"))
 
 
 def watchdog(ansible, lab):
-    args = {"source": "pcp", "watchdog": True, "pcp_host": lab["vip"], "pcp_user": "pgha_pcp",
+    """The watchdog as the VIP holder's pgpool sees it (pcp answers on localhost only)."""
+    args = {"source": "pcp", "watchdog": True, "pcp_host": "localhost", "pcp_user": "pgha_pcp",
             "pcp_password": lab["pgha_pcp_password"]}
-    result, raw = ansible.module(sorted(lab["nodes"])[0], "pgha.cluster.pgpool_node_info", args)
+    holder = (vip_holders(lab) or sorted(lab["nodes"]))[0]
+    result, raw = ansible.module(holder, "pgha.cluster.pgpool_node_info", args)
     return result.get("watchdog")
 
 

@@ -1,6 +1,7 @@
 """The keeper refuses unknown or invalid settings before it runs (exit code 2, one clear line)."""
 import subprocess
 import sys
+import types
 
 import pytest
 
@@ -78,3 +79,17 @@ def test_missing_required_setting_is_refused(tmp_path, line, name):
 def test_conninfo_without_host_is_refused(tmp_path):
     result = check(tmp_path, VALID.replace("host=10.0.0.2 ", ""))
     assert result.returncode == 2 and "no host= in conninfo" in result.stderr
+
+
+def test_conninfo_keeps_the_tls_keywords_for_the_peer_and_drops_them_for_the_local_socket(keeper):
+    conninfo = ("host=10.0.0.%d port=5432 user=pgha_admin sslmode=verify-full sslrootcert=/etc/pgha/tls/ca.crt "
+                "channel_binding=require")
+    assert keeper.conninfo_params(conninfo % 1) == {
+        "login_host": "10.0.0.1", "login_port": "5432", "login_user": "pgha_admin", "ssl_mode": "verify-full",
+        "ca_cert": "/etc/pgha/tls/ca.crt", "channel_binding": "require"}
+    config = dict(keeper.parse_config(VALID), node1_conninfo=conninfo % 1, node2_conninfo=conninfo % 2)
+    core = types.SimpleNamespace(lease_seconds=lambda keepalives_time, keepalives_count: 3.0)
+    node = keeper.Keeper(config, [None] * 4 + [core, None])
+    assert node.peer["channel_binding"] == "require" and node.peer["login_host"] == "10.0.0.1"
+    # the unix socket has no TLS: channel_binding=require would refuse every local login
+    assert not any(node.local[key] for key in ("ssl_mode", "ca_cert", "channel_binding", "login_host"))

@@ -146,7 +146,7 @@ def conninfo_params(conninfo):
     """libpq keywords of a 'key=value ...' conninfo, as module_utils.postgres takes them."""
     pairs = dict(item.split("=", 1) for item in conninfo.split() if "=" in item)
     names = {"host": "login_host", "port": "login_port", "user": "login_user", "dbname": "login_db",
-             "sslmode": "ssl_mode", "sslrootcert": "ca_cert"}
+             "sslmode": "ssl_mode", "sslrootcert": "ca_cert", "channel_binding": "channel_binding"}
     return dict((names[k], v) for k, v in pairs.items() if k in names)
 
 
@@ -161,7 +161,8 @@ class Keeper:
         self.peer_name = config["node%d_name" % (3 - config["node"])]
         self.peer = dict(conninfo_params(config[peer]), login_db="postgres")
         self.local = dict(conninfo_params(config[mine]), login_unix_socket="/var/run/postgresql", login_host="",
-                          login_user="postgres", login_db="postgres", connect_timeout=2, ssl_mode="", ca_cert="")
+                          login_user="postgres", login_db="postgres", connect_timeout=2, ssl_mode="", ca_cert="",
+                          channel_binding="")
         self.port = int(self.local.get("login_port", 5432))
         self.timeout = max(1.0, config["keepalives_time"])
         self.lease_seconds = self.core.lease_seconds(config["keepalives_time"], config["keepalives_count"])

@@ -61,6 +61,8 @@ def test_tls_verifies_the_server_against_the_cluster_ca():
     assert verified("") == {}
     kwargs = conn_params(dict({"login_host": "10.0.0.2", "ssl_mode": "prefer"}, **verified("/etc/pgha/tls/ca.crt")))
     assert kwargs["sslmode"] == "verify-full" and kwargs["sslrootcert"] == "/etc/pgha/tls/ca.crt"
+    # SCRAM bound to the TLS session: a server in the middle cannot relay the login
+    assert kwargs["channel_binding"] == "require"
     assert primary_conninfo("10.0.0.2", 5432, "rep", "pg1", " sslmode=verify-full  sslrootcert=/x/ca.crt ") == \
         "host=10.0.0.2 port=5432 user=rep application_name=pg1 sslmode=verify-full sslrootcert=/x/ca.crt"
     assert primary_conninfo("10.0.0.2", 5432, "rep", "pg1") == "host=10.0.0.2 port=5432 user=rep application_name=pg1"

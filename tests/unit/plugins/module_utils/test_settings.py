@@ -23,6 +23,7 @@ from collection_path import REPO
     ("replication_basebackup_checkpoint", "slow", "must be one of fast, spread"),
     ("pgpool_load_balance_mode", "maybe", "pgpool_load_balance_mode must be true or false"),
     ("pgha_tls", "maybe", "pgha_tls must be true or false"),
+    ("pgha_client_direct", "sometimes", "pgha_client_direct must be true or false"),
     ("pgha_tls_renew_days", 0, "pgha_tls_renew_days must be between 1 and 365"),
 ])
 def test_a_bad_value_is_named_with_what_is_allowed(name, value, expected):
