@@ -3,16 +3,16 @@
 
 Run by bin/bench, which brings up a fresh lab first. Measures deploy and status times,
 unplanned failover (kill -9 of the primary's postmaster under a fast writer through the
-virtual IP) for both systems and both detection paths, the switchover write pause and
-rebuild times by pg_rewind and pg_basebackup. Writes bench/results/latest.{json,md,png}
-and the table into the README.
+virtual IP) for both systems and both detection paths, power-off and link cut of the
+primary's node with the watchdog leader on that node and elsewhere, where one pgha failover
+spends its time, the switchover write pause and rebuild times by pg_rewind and
+pg_basebackup. Writes bench/results/latest.{json,md,png} and the table into the README.
 """
 import argparse
 import json
 import os
 import platform
 import re
-import statistics
 import sys
 import threading
 import time
@@ -43,6 +43,20 @@ DETECTION = {
                                        "health_check_timeout": 30, "health_check_max_retries": 3,
                                        "health_check_retry_delay": 1},
 }
+# Whole-node faults: the primary's node with the watchdog leader on it, and elsewhere.
+NODE_FAULTS = (probe.PowerOff(), probe.CutLink())
+PLACEMENTS = ("leader", "not leader")
+# One pgha failover's steps, each the first journal line after the fault that matches, on
+# any node: pgpool's own log (stderr, in the pgpool2 unit's journal) and the hook's syslog.
+BREAKDOWN = (
+    ("pgpool sees the backend fail", r"pgpool\[\d+\]: .*(degenerate backend request|health check failed|"
+                                     r"failover request|failed to read kind from backend)"),
+    ("hook starts", r"pgha-hook\[\d+\]: step survey done"),  # less its own "(N s)" since the start
+    ("survey done", r"pgha-hook\[\d+\]: step survey done"),
+    ("fence done", r"pgha-hook\[\d+\]: step fence .* done"),
+    ("promote done", r"pgha-hook\[\d+\]: step promote .* done"),
+    ("pgpool sees the new primary", r"pgpool\[\d+\]: .*(find_primary_node: primary node is|failover done)"),
+)
 # Keeper mode: heartbeat every second, act after three misses (the lease at the arbiter,
 # the lab's third container, lasts as long).
 KEEPER_BEAT = (1, 3)
@@ -60,8 +74,8 @@ class Bench:
         self.args = args
         self.ansible = Ansible()
         self.lab = None
-        self.results = {"started": time.strftime("%Y-%m-%d %H:%M:%S"), "failover": [], "switchover": [],
-                        "rebuild": [], "operations": {}}
+        self.results = {"started": time.strftime("%Y-%m-%d %H:%M:%S"), "failover": [], "node_faults": [],
+                        "switchover": [], "rebuild": [], "operations": {}}
 
     # -- plumbing -------------------------------------------------------------------
     def playbook(self, *args):
@@ -98,6 +112,14 @@ class Bench:
         self.playbook(CONFIGURE, "-e", json.dumps({"bench_failover": failover, "bench_pgpool_settings": settings}))
         self.healthy()
 
+    def with_fence_device(self):
+        """The lab's power fence as pgpool_fence_command (bin/lab fence-device); the next
+        pgha.cluster.site run (set_synchronous) takes it away again."""
+        command = probe.lab_cli("fence-device").strip()
+        say("pgha.cluster.site with pgpool_fence_command=%s (the lab's power fence)" % command)
+        self.playbook("pgha.cluster.site", "-e", json.dumps({"pgpool_fence_command": json.loads(command)}))
+        self.healthy()
+
     def set_synchronous(self, mode):
         say("pgha.cluster.site with pgha_synchronous_mode=%s" % mode)
         self.playbook("pgha.cluster.site", "-e", "pgha_synchronous_mode=%s" % mode)
@@ -131,7 +153,7 @@ class Bench:
         say("%s, %s replication, detection by %s: %d kill -9 cycles" % (system, replication, detection, cycles))
         runs = []
         for cycle in range(1, cycles + 1):
-            run = self.kill_cycle(system)
+            run = self.kill_cycle(system, breakdown=(system, replication, cycle) == ("pgha", "sync", 1))
             say("  cycle %d: %s -> %s, fault->write %s (per-connection writer %s), lost %d, all following %s, "
                 "stale reads until %s, %d commits/s" % (
                     cycle, run["old_primary"], run["new_primary"], seconds(run["to_write"]),
@@ -141,7 +163,7 @@ class Bench:
         self.results["failover"].append({"system": system, "replication": replication, "detection": detection,
                                          "runs": runs})
 
-    def kill_cycle(self, system):
+    def kill_cycle(self, system, breakdown=False):
         old = self.healthy()
         old_address = self.lab["nodes"][old]
         writer = probe.Writer(self.lab, pause=0)
@@ -184,6 +206,97 @@ class Bench:
                "to_write_fresh": (first_fresh[0] - fault_at) if first_fresh else None,
                "lost": probe.missing_acked_rows(self.lab, now_primaries[0], writer.acked + fresh.acked),
                "stale_until": reader.stale_until(fault_at)}
+        if breakdown:
+            self.results["breakdown"] = self.failover_breakdown(fault_at, first, first_fresh)
+        self.repair(system, old)
+        return run
+
+    def failover_breakdown(self, fault_at, first, first_fresh):
+        """When each step of the failover ended, in seconds after the fault, from the journals."""
+        lines = []
+        for node in self.lab["nodes"]:
+            out = probe.lab_exec(node, "journalctl -o short-unix --no-pager --since @%d" % int(fault_at - 1)).stdout
+            lines += [(float(line.split()[0]), node, line) for line in out.splitlines() if line[:1].isdigit()]
+        lines.sort()
+        steps = [("fault (kill -9 of the postmaster)", 0.0, "")]
+        for label, pattern in BREAKDOWN:
+            found = next(((t, node, line) for t, node, line in lines if t >= fault_at and re.search(pattern, line)),
+                         None)
+            if found and label == "hook starts":
+                since_start = re.search(r"\(([\d.]+) s\)\s*$", found[2])
+                found = (found[0] - float(since_start.group(1)), found[1], found[2]) if since_start else None
+            steps.append((label, (found[0] - fault_at) if found else None, found[1] if found else ""))
+        steps.append(("first write, persistent session", (first[0] - fault_at) if first else None, ""))
+        steps.append(("first write, new connection", (first_fresh[0] - fault_at) if first_fresh else None, ""))
+        for label, at, node in steps:
+            say("  breakdown: %-34s %s %s" % (label, seconds(at), node))
+        return [{"step": label, "seconds": at, "node": node} for label, at, node in steps]
+
+    # -- whole-node faults ------------------------------------------------------------
+    def node_fault_series(self, system, replication, cycles):
+        for fault in NODE_FAULTS:
+            for placement in PLACEMENTS:
+                say("%s, %s replication: %s of the primary's node, watchdog leader %s: %d cycles" % (
+                    system, replication, fault.name, "on it" if placement == "leader" else "elsewhere", cycles))
+                runs = []
+                for cycle in range(1, cycles + 1):
+                    run = self.node_cycle(system, fault, placement)
+                    say("  cycle %d: %s -> %s, fault->write %s (per-connection writer %s), standbys follow %s "
+                        "after it, lost %d" % (cycle, run["old_primary"], run["new_primary"],
+                                               seconds(run["to_write"]), seconds(run["to_write_fresh"]),
+                                               seconds(run["following_after_write"]), run["lost"]))
+                    runs.append(run)
+                self.results["node_faults"].append({"system": system, "replication": replication,
+                                                    "fault": fault.name, "placement": placement, "runs": runs})
+
+    def place_leader(self, primary, on_primary):
+        """Move the watchdog leader (restart its pgpool: the others elect one of themselves)
+        until it is, or is not, on the primary's node."""
+        for _ in range(6):
+            holders = probe.wait_for(lambda: probe.vip_holders(self.lab), 30)
+            if len(holders) == 1 and (holders[0] == primary) == on_primary:
+                return holders[0]
+            if len(holders) == 1:
+                probe.lab_exec(holders[0], "systemctl restart pgpool2")
+            if not probe.wait_for(lambda: probe.healthy_watchdog(self.ansible, self.lab, len(self.lab["nodes"])), 90, 1):
+                raise SystemExit("bench: the watchdog did not settle after moving its leader")
+            self.healthy()
+        raise SystemExit("bench: could not place the watchdog leader %s %s" % ("on" if on_primary else "off", primary))
+
+    def node_cycle(self, system, fault, placement):
+        old = self.healthy()
+        leader = self.place_leader(old, placement == "leader")
+        old_address = self.lab["nodes"][old]
+        writer = probe.Writer(self.lab, pause=0.01)
+        fresh = probe.FreshWriter(self.lab, pause=0.1)
+        writer.start()
+        fresh.start()
+        probe.wait_for(lambda: len(writer.acked) > 50 and fresh.acked, 20)
+        fault_at = fault.inject(old)
+        try:
+            first_fresh = probe.wait_for(lambda: sorted(t for _, t, srv in fresh.acked
+                                                        if t > fault_at and srv != old_address),
+                                         self.args.node_observe, 0.05)
+            first = probe.wait_for(lambda: [t for _, t, srv in writer.acked if t > fault_at and srv != old_address],
+                                   max(1.0, fault_at + self.args.node_observe - time.time()), 0.05)
+            new = probe.wait_for(lambda: [n for n in probe.primaries(probe.survey(self.lab)) if n != old], 10)
+            following = None
+            if new and probe.wait_for(lambda: probe.followers_ok(self.lab, new[0]), 30):
+                following = time.time() - fault_at
+            time.sleep(1)
+        finally:
+            for thread in (writer, fresh):
+                thread.stop.set()
+            for thread in (writer, fresh):
+                thread.join(10)
+            restore(fault, old)
+        if not new:
+            raise SystemExit("bench: %s: no new primary after the %s of %s" % (system, fault.name, old))
+        to_fresh = (first_fresh[0] - fault_at) if first_fresh else None
+        run = {"old_primary": old, "new_primary": new[0], "leader": leader, "rate": rate_of(writer.acked),
+               "to_write": (first[0] - fault_at) if first else None, "to_write_fresh": to_fresh,
+               "following_after_write": (following - to_fresh) if following and to_fresh else None,
+               "lost": probe.missing_acked_rows(self.lab, new[0], writer.acked + fresh.acked)}
         self.repair(system, old)
         return run
 
@@ -251,12 +364,17 @@ class Bench:
         self.failover_series("pgha", "sync", "backend error", cycles)
         self.switchovers(other)
         self.rebuilds(self.args.sizes)
+        self.node_fault_series("pgha", "sync", self.args.node_cycles)
+        if self.args.fence_cycles:
+            self.with_fence_device()
+            self.node_fault_series("pgha + fence device", "sync", self.args.fence_cycles)
         self.set_synchronous("off")
         self.configure_pgpool("baseline", "backend error")
         self.failover_series("baseline", "async", "backend error", cycles)
+        self.node_fault_series("baseline", "async", self.args.node_cycles)
         self.configure_pgpool("pgha", "backend error")
         self.failover_series("pgha", "async", "backend error", cycles)
-        for detection in list(DETECTION)[1:]:
+        for detection in list(DETECTION)[1:] if self.args.other_cycles else ():
             for system in ("pgha", "baseline"):
                 self.configure_pgpool(system, detection)
                 self.failover_series(system, "async", detection, other)
@@ -315,6 +433,15 @@ class Bench:
                "lost": probe.missing_acked_rows(self.lab, now_primaries[0], writer.acked)}
         self.playbook("pgha.cluster.rebuild", "-e", "target=%s" % old)
         return run
+
+
+def restore(fault, node):
+    """End the fault; a node that a fence device powered off is powered on instead."""
+    state = [line.split()[2] for line in probe.lab_cli("status").splitlines() if line.split()[:1] == [node]]
+    if state and state[0] != "running":
+        probe.lab_cli("poweron", node)
+    else:
+        fault.restore(node)
 
 
 class StaleReader(threading.Thread):
@@ -404,6 +531,7 @@ def settings_of(args, lab):
     return {"machine": "%s, %d cores, %s" % (platform.node(), os.cpu_count(), platform.platform()),
             "versions": " / ".join(line.strip() for line in versions.splitlines() if line.strip()),
             "distro": args.distro, "cycles": args.cycles, "other_cycles": args.other_cycles,
+            "node_cycles": args.node_cycles, "fence_cycles": args.fence_cycles,
             "observe_s": args.observe, "nodes": len(lab["nodes"])}
 
 
@@ -421,10 +549,21 @@ def parse(argv):
     parser.add_argument("--other-cycles", type=int, default=3, help="cycles of health-check series and switchover")
     parser.add_argument("--keeper-cycles", type=int, default=5, help="kill -9 cycles in keeper mode (0: none)")
     parser.add_argument("--sizes", type=int, nargs="*", default=[100, 1024], help="rebuild sizes in MB")
-    parser.add_argument("--observe", type=float, default=15.0, help="seconds each failover is watched")
+    parser.add_argument("--node-cycles", type=int, default=5,
+                        help="cycles per power-off and link-cut series (leader and not leader, each system)")
+    parser.add_argument("--fence-cycles", type=int, default=3,
+                        help="cycles per node-fault series with the lab's power fence as fence_command (0: none)")
+    parser.add_argument("--observe", type=float, default=15.0, help="seconds each kill -9 failover is watched")
+    parser.add_argument("--node-observe", type=float, default=60.0, help="seconds each node fault is watched")
     parser.add_argument("--distro", default="bookworm", choices=("bookworm", "trixie"))
     parser.add_argument("--reuse-lab", action="store_true", help="use the deployed lab as it is (no deploy times)")
-    return parser.parse_args(argv)
+    parser.add_argument("--quick", action="store_true",
+                        help="a quick look on the deployed lab: every series once or twice (under 10 minutes)")
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.reuse_lab, args.cycles, args.other_cycles, args.sizes = True, 2, 0, [100]
+        args.node_cycles, args.fence_cycles, args.keeper_cycles = 1, 1, 0
+    return args
 
 
 def main(argv):

@@ -34,21 +34,73 @@ def worst(values):
 
 def failover_table(series):
     lines = ["| system | replication | detection | cycles | fault → first write, s (min / median / max) | "
-             "per-connection writer, s | acked rows lost | all standbys follow the new primary, s | "
+             "per-connection writer, s | ratio to the baseline's median (persistent / per-connection) | "
+             "acked rows lost | all standbys follow the new primary, s | "
              "stale reads through pgpool until, s | writer commits/s |",
-             "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+             "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for s in series:
         runs = s["runs"]
-        lines.append("| %s | %s | %s | %d | %s | %s | %d | %s | %s | %d |" % (
+        lines.append("| %s | %s | %s | %d | %s | %s | %s | %d | %s | %s | %d |" % (
             s["system"], s["replication"], s["detection"], len(runs), spread([r["to_write"] for r in runs]),
             spread([r.get("to_write_fresh") for r in runs]) if any("to_write_fresh" in r for r in runs) else "-",
-            sum(r["lost"] for r in runs), spread([r["following"] for r in runs]),
+            kill_ratios(series, s), sum(r["lost"] for r in runs), spread([r["following"] for r in runs]),
             spread([r["stale_until"] for r in runs]), statistics.median(r["rate"] for r in runs)))
     return lines
 
 
+def kill_ratios(series, this):
+    """This series' medians over the baseline's with the same detection."""
+    base = [s for s in series if s["system"] == "baseline" and s["detection"] == this["detection"]]
+    if this["system"] == "baseline" or not base:
+        return "-"
+    ratios = []
+    for key in ("to_write", "to_write_fresh"):
+        mine, theirs = (median_of([r.get(key) for r in s["runs"]]) for s in (this, base[0]))
+        ratios.append("%.2f ×" % (mine / theirs) if mine is not None and theirs else "-")
+    return " / ".join(ratios)
+
+
+def node_fault_table(results):
+    series = results.get("node_faults") or []
+    if not series:
+        return []
+    lines = ["", "| system | replication | fault of the primary's node | watchdog leader | cycles | "
+                 "fault → first write, s (min / median / max) | per-connection writer, s | ratio to the baseline's "
+                 "median | standbys follow, s after the first write | acked rows lost |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    for s in series:
+        runs = s["runs"]
+        fresh = [r["to_write_fresh"] for r in runs]
+        base = baseline_median(results, s)
+        ratio = "-" if s["system"] == "baseline" or base is None or median_of(fresh) is None else \
+            "%.2f ×" % (median_of(fresh) / base)
+        lines.append("| %s | %s | %s | %s | %d | %s | %s | %s | %s | %d |" % (
+            s["system"], s["replication"], s["fault"], "on it" if s["placement"] == "leader" else "elsewhere",
+            len(runs), spread([r["to_write"] for r in runs]), spread(fresh), ratio,
+            spread([r["following_after_write"] for r in runs]), sum(r["lost"] for r in runs)))
+    return lines
+
+
+def baseline_median(results, series):
+    """The baseline's median per-connection fault → write for the same fault and placement."""
+    for s in results.get("node_faults") or []:
+        if s["system"] == "baseline" and (s["fault"], s["placement"]) == (series["fault"], series["placement"]):
+            return median_of([r["to_write_fresh"] for r in s["runs"]])
+    return None
+
+
+def breakdown_table(results):
+    steps = results.get("breakdown")
+    if not steps:
+        return []
+    lines = ["", "| one pgha kill -9 failover (sync) | seconds after the fault | node |", "| --- | --- | --- |"]
+    lines += ["| %s | %s | %s |" % (s["step"], "-" if s["seconds"] is None else "%.3f" % s["seconds"], s["node"])
+              for s in steps]
+    return lines
+
+
 def other_tables(results):
-    lines = []
+    lines = node_fault_table(results) + breakdown_table(results)
     if results["switchover"]:
         runs = results["switchover"]
         lines += ["", "| switchover (pgha, sync) | cycles | write pause, s (min / median / max) | playbook, s | "
@@ -117,6 +169,33 @@ def fresh_goals(results, add):
         add("every standby streams ≤ 3 s after the first write (max)", max(follow), max(follow) <= 3)
 
 
+# The speed issue's whole-node goals: (fault, placement, median limit, max limit or None).
+NODE_GOALS = (("power-off", "leader", 5.0, 8.0), ("power-off", "not leader", 3.0, None),
+              ("link cut", "leader", 8.0, 12.0), ("link cut", "not leader", 8.0, 12.0))
+
+
+def node_goals(results, add):
+    for system in ("pgha", "pgha + fence device"):
+        series = [s for s in results.get("node_faults") or [] if s["system"] == system]
+        for fault, placement, median_limit, max_limit in NODE_GOALS:
+            runs = [r for s in series if (s["fault"], s["placement"]) == (fault, placement) for r in s["runs"]]
+            if not runs:
+                continue
+            what = "%s, %s (%s)" % (system, fault, "leader on the node" if placement == "leader" else "leader elsewhere")
+            values = [r["to_write_fresh"] for r in runs]
+            median = median_of(values)
+            add("%s: per-connection writer, median ≤ %.0f s" % (what, median_limit), median,
+                median is not None and median <= median_limit)
+            if max_limit:
+                slowest = worst(values)
+                add("%s: max ≤ %.0f s" % (what, max_limit), slowest, slowest is not None and slowest <= max_limit)
+        after = [r["following_after_write"] for s in series for r in s["runs"]]
+        if after:
+            slowest = worst(after)
+            add("%s, node faults: every standby streams ≤ 3 s after the first write (max)" % system, slowest,
+                slowest is not None and slowest <= 3)
+
+
 def goals(results):
     """(goal, measured, met) for each goal of the bench issue that this run measured."""
     found = []
@@ -137,6 +216,7 @@ def goals(results):
             add("fault → write median ≤ 1.5 × baseline's", ratio_of[0] / ratio_of[1],
                 ratio_of[0] <= 1.5 * ratio_of[1], unit="×")
     fresh_goals(results, add)
+    node_goals(results, add)
     sync_runs = find_series(results, "pgha", "sync", "backend error")
     if sync_runs:
         lost = sum(r["lost"] for r in sync_runs)
@@ -172,8 +252,9 @@ def goals(results):
 def markdown(results):
     settings = results.get("settings", {})
     lines = ["## Bench: pgha vs plain pgpool-II (baseline) on the lab", "",
-             "Run %s, %.0f minutes. %s. %s. %d nodes; kill -9 of the primary's postmaster under a writer "
-             "through the virtual IP; each failover watched for %s s." % (
+             "Run %s, %.0f minutes. %s. %s. %d nodes; kill -9 of the primary's postmaster, power-off and "
+             "link cut of its node under a writer through the virtual IP (one persistent session, and a new "
+             "connection for every commit, 10 a second); each kill -9 failover watched for %s s." % (
                  results["started"], results.get("bench_seconds", 0) / 60, settings.get("machine", "?"),
                  settings.get("versions", "?"), settings.get("nodes", 0), settings.get("observe_s", "?")),
              "Baseline: the same pgpool.conf with the sample promote-over-ssh `failover.sh` "

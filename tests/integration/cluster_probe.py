@@ -186,6 +186,50 @@ class KillPostmaster:
         pass
 
 
+class PowerOff:
+    name = "power-off"
+    # Only health checks see it; when the node also led the watchdog, a new leader must be
+    # elected first. Liveness bound only: bin/bench measures the speed.
+    cycle_limit = LIVENESS_NODE_LOSS
+
+    def inject(self, node):
+        return float(lab_cli("poweroff", node).split()[0])
+
+    def restore(self, node):
+        lab_cli("poweron", node)
+
+
+class CutLink(PowerOff):
+    name = "link cut"
+
+    def inject(self, node):
+        return float(lab_cli("cut", node).split()[0])
+
+    def restore(self, node):
+        lab_cli("heal", node)
+
+
+def vip_holders(lab):
+    """The nodes holding the virtual IP: the watchdog leader, one when the watchdog is healthy."""
+    return [n for n in sorted(lab["nodes"]) if " %s/" % lab["vip"] in lab_exec(n, "ip -o addr show").stdout]
+
+
+def watchdog(ansible, lab):
+    """The watchdog as the VIP holder's pgpool sees it (pcp answers on localhost only)."""
+    args = {"source": "pcp", "watchdog": True, "pcp_host": "localhost", "pcp_user": "pgha_pcp",
+            "pcp_password": lab["pgha_pcp_password"]}
+    holder = (vip_holders(lab) or sorted(lab["nodes"]))[0]
+    result, raw = ansible.module(holder, "pgha.cluster.pgpool_node_info", args)
+    return result.get("watchdog")
+
+
+def healthy_watchdog(ansible, lab, members):
+    """Quorum, one leader holding the VIP and every other member a standby."""
+    info = watchdog(ansible, lab)
+    return bool(info and info["quorum"] and len(vip_holders(lab)) == 1 and
+                sorted(n["status_name"] for n in info["nodes"]) == sorted(["LEADER"] + ["STANDBY"] * (members - 1)))
+
+
 def stopped(*threads):
     """Stop the writers and samplers given and wait for them."""
     for thread in threads:

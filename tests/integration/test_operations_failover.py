@@ -13,8 +13,8 @@ import time
 
 import pytest
 
-from cluster_probe import (LIVENESS_NODE_LOSS, KillPostmaster, Sampler, Writer, check_no_acked_row_lost,
-                           check_reads_through_pgpool_are_fresh, followers_ok, lab_cli, lab_exec, params, pg_version,
+from cluster_probe import (CutLink, KillPostmaster, PowerOff, Sampler, Writer, check_no_acked_row_lost,
+                           check_reads_through_pgpool_are_fresh, followers_ok, lab_exec, params, pg_version,
                            pool_attached, pool_view, primaries, stopped, survey, wait_for)
 from conftest import REPO, outcome, report
 from ansible_collections.pgha.cluster.plugins.module_utils.pg_facts import survey_node
@@ -22,30 +22,6 @@ from ansible_collections.pgha.cluster.plugins.module_utils.pg_facts import surve
 KILL_CYCLES = int(os.environ.get("PGHA_CHAOS_CYCLES", "3"))
 OTHER_CYCLES = int(os.environ.get("PGHA_CHAOS_OTHER_CYCLES", "2"))
 FOLLOW_BUDGET = 10.0
-
-
-class PowerOff:
-    name = "power-off"
-    # Only health checks see it; when the node also led the watchdog, a new leader must be
-    # elected first. Liveness bound only: bin/bench measures the speed.
-    cycle_limit = LIVENESS_NODE_LOSS
-
-    def inject(self, node):
-        return float(lab_cli("poweroff", node).split()[0])
-
-    def restore(self, node):
-        lab_cli("poweron", node)
-
-
-class CutLink(PowerOff):
-    name = "link cut"
-    cycle_limit = LIVENESS_NODE_LOSS
-
-    def inject(self, node):
-        return float(lab_cli("cut", node).split()[0])
-
-    def restore(self, node):
-        lab_cli("heal", node)
 
 
 def old_primary_is_fenced(lab, node):

@@ -13,9 +13,8 @@ import time
 import pytest
 
 from cluster_probe import (LIVENESS_NODE_LOSS, FreshWriter, Sampler, Writer, check_no_acked_row_lost, followers_ok, lab_cli,
-                           lab_exec, pool_attached, primaries, stopped, survey, wait_for)
+                           lab_exec, pool_attached, primaries, stopped, survey, vip_holders, wait_for)
 from conftest import outcome, report
-from test_operations_watchdog import vip_holders
 
 
 def started(*threads):

@@ -5,29 +5,11 @@ and joins as a standby."""
 import os
 import statistics
 
-from cluster_probe import LIVENESS_NODE_LOSS, Writer, lab_exec, pool_attached, primaries, survey, wait_for
+from cluster_probe import (LIVENESS_NODE_LOSS, Writer, healthy_watchdog, lab_exec, pool_attached, primaries, survey,
+                           vip_holders, wait_for)
 from conftest import report
 
 CYCLES = int(os.environ.get("PGHA_CHAOS_OTHER_CYCLES", "2"))
-
-
-def watchdog(ansible, lab):
-    """The watchdog as the VIP holder's pgpool sees it (pcp answers on localhost only)."""
-    args = {"source": "pcp", "watchdog": True, "pcp_host": "localhost", "pcp_user": "pgha_pcp",
-            "pcp_password": lab["pgha_pcp_password"]}
-    holder = (vip_holders(lab) or sorted(lab["nodes"]))[0]
-    result, raw = ansible.module(holder, "pgha.cluster.pgpool_node_info", args)
-    return result.get("watchdog")
-
-
-def vip_holders(lab):
-    return [n for n in sorted(lab["nodes"]) if " %s/" % lab["vip"] in lab_exec(n, "ip -o addr show").stdout]
-
-
-def healthy_watchdog(ansible, lab, members):
-    info = watchdog(ansible, lab)
-    return bool(info and info["quorum"] and len(vip_holders(lab)) == 1 and
-                sorted(n["status_name"] for n in info["nodes"]) == sorted(["LEADER"] + ["STANDBY"] * (members - 1)))
 
 
 def kill_leader_cycle(lab, ansible, cycle):
