@@ -73,3 +73,43 @@ def test_per_connection_writer_goals_against_the_baseline():
     assert goals["kill -9 (sync), per-connection writer: median ≤ 1.0 × baseline's"] == ("0.94 ×", True)
     assert goals["every standby streams ≤ 3 s after the first write (max)"] == ("0.45 s", True)
     assert "per-connection writer" in report.failover_table(results["failover"])[0]
+
+
+def node_series(system, fault, placement, fresh, after=(0.5,)):
+    return {"system": system, "replication": "sync" if system != "baseline" else "async", "fault": fault,
+            "placement": placement, "runs": [{"to_write": f, "to_write_fresh": f, "lost": 0, "rate": 100,
+                                              "following_after_write": a, "old_primary": "pg1",
+                                              "new_primary": "pg2", "leader": "pg1"}
+                                             for f, a in zip(fresh, list(after) * len(fresh))]}
+
+
+def test_node_faults_against_the_goals_and_the_baseline():
+    results = {"failover": [], "switchover": [], "rebuild": [], "operations": {},
+               "node_faults": [node_series("pgha", "power-off", "leader", [4.0, 4.5, 9.0]),
+                               node_series("pgha", "power-off", "not leader", [2.0, 2.5, 2.9]),
+                               node_series("pgha", "link cut", "leader", [10.0, 11.0, 13.0], after=(3.5,)),
+                               node_series("baseline", "power-off", "not leader", [2.0, 2.0, 2.0]),
+                               node_series("pgha + fence device", "link cut", "not leader", [3.0])]}
+    goals = dict((goal, (measured, met)) for goal, measured, met in report.goals(results))
+    assert goals["pgha, power-off (leader on the node): per-connection writer, median ≤ 5 s"] == ("4.50 s", True)
+    assert goals["pgha, power-off (leader on the node): max ≤ 8 s"] == ("9.00 s", False)
+    assert goals["pgha, power-off (leader elsewhere): per-connection writer, median ≤ 3 s"] == ("2.50 s", True)
+    assert goals["pgha, link cut (leader on the node): per-connection writer, median ≤ 8 s"] == ("11.00 s", False)
+    assert goals["pgha, node faults: every standby streams ≤ 3 s after the first write (max)"] == ("3.50 s", False)
+    assert goals["pgha + fence device, link cut (leader elsewhere): max ≤ 12 s"] == ("3.00 s", True)
+    rows = report.node_fault_table(results)
+    assert [r for r in rows if r.startswith("| pgha | sync | power-off | elsewhere |")][0].count("1.25 ×") == 1
+    assert [r for r in rows if r.startswith("| baseline |")][0].split(" | ")[7] == "-"
+
+
+def test_kill_series_ratios_and_the_breakdown():
+    def series(system, replication, values):
+        return {"system": system, "replication": replication, "detection": "backend error",
+                "runs": [{"to_write": v, "to_write_fresh": v * 2, "following": v, "lost": 0, "rate": 100,
+                          "stale_until": 0.0} for v in values]}
+    failover = [series("pgha", "sync", [1.0, 1.2]), series("baseline", "async", [0.5, 0.7])]
+    row = report.failover_table(failover)[2]
+    assert "1.83 × / 1.83 ×" in row
+    breakdown = {"breakdown": [{"step": "hook starts", "seconds": 0.123, "node": "pg2"},
+                               {"step": "fence done", "seconds": None, "node": ""}]}
+    assert report.breakdown_table(breakdown)[-2:] == ["| hook starts | 0.123 | pg2 |", "| fence done | - |  |"]
