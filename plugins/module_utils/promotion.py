@@ -9,6 +9,7 @@ __metaclass__ = type
 import re
 import time
 
+from ansible_collections.pgha.cluster.plugins.module_utils import safety
 from ansible_collections.pgha.cluster.plugins.module_utils.postgres import query, query_one
 
 # A primary's timeline right after its promotion (the control file has it only after the
@@ -29,11 +30,13 @@ def promote(conn, timeout, checkpoint=False):
 
 
 def record_fenced(conn, path, fenced):
-    """On a new primary: write its timeline and the old primaries proven fenced to `path`
-    (read by its node guard: safety.fenced_peers). COPY writes as the server's user, so no
-    ssh is needed. Returns the timeline."""
-    row = query_one(conn, "SELECT " + CURRENT_TIMELINE + " AS timeline")
-    query(conn, "COPY (SELECT unnest(ARRAY[%s::text] || %s::text[])) TO %s", (row["timeline"], list(fenced), path))
+    """On a primary: add the old primaries proven fenced to its record at `path` (its
+    timeline, then one name per line; read by its node guard: safety.fenced_peers). COPY
+    writes as the server's user, so no ssh is needed. Returns the timeline."""
+    row = query_one(conn, "SELECT " + CURRENT_TIMELINE + " AS timeline, pg_read_file(%s, 0, 4096, true) AS record",
+                    (path,))
+    names = safety.fenced_record(row["record"], row["timeline"], fenced)
+    query(conn, "COPY (SELECT unnest(ARRAY[%s::text] || %s::text[])) TO %s", (row["timeline"], names, path))
     return row["timeline"]
 
 

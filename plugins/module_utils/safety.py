@@ -132,6 +132,13 @@ def fenced_peers(record, timeline, name):
     return sorted(set(n for n in lines[1:] if n != name))
 
 
+def fenced_record(record, timeline, fenced):
+    """What a primary on `timeline` records once `fenced` are proven fenced: the names its
+    record already holds for this timeline (an old primary fenced later, by the hook's
+    background retry, joins those the failover fenced) and the new ones."""
+    return sorted(set(fenced_peers(record, timeline, None)) | set(fenced))
+
+
 # --- the start guard -------------------------------------------------------------------
 
 def start_decision(local, peers, total, arbiter=None, start_refusal=keeper.start_refusal):

@@ -131,7 +131,10 @@ def fence_until_done(config, args):
             return 0  # another retry for this node is running
         deadline = time.time() + config.get("fence_retry_seconds", 900)
         while time.time() < deadline:
-            if fence_over_ssh(config, node, reason, connect_timeout=2)[0]:
+            result = fence_over_ssh(config, node, reason, connect_timeout=2)[0]
+            if result:
+                if result.get("kind") == "primary":
+                    record_on_the_primary(config, node)
                 return 0
             time.sleep(1)
     log("gave up fencing %s after %d s: its start guard keeps it from starting as a primary; rebuild it" % (
@@ -169,6 +172,18 @@ def record(config, postgres, primary, fenced):
     except (postgres.PgConnectError,) + postgres.DRIVER_ERRORS as exc:
         log("could not record the fenced nodes on %s: %s" % (primary["name"], " ".join(str(exc).split())),
             syslog.LOG_WARNING)
+
+
+def record_on_the_primary(config, node):
+    """An old primary fenced after the failover counts for the new primary's guard like one
+    fenced during it: a second fault then leaves the last node its lease."""
+    from ansible_collections.pgha.cluster.plugins.module_utils import pg_facts, postgres
+    facts = survey(config, pg_facts)
+    live = [n for n in config["nodes"] if n["name"] != node["name"] and is_live_primary(facts[n["name"]])]
+    if len(live) != 1:
+        log("fenced %s, not recorded: %d primaries answer" % (node["name"], len(live)), syslog.LOG_WARNING)
+        return
+    record(config, postgres, live[0], [node["slot"]])
 
 
 def revoke(config, postgres, node):

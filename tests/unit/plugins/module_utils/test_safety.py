@@ -76,6 +76,16 @@ def test_fenced_peers_read_only_the_record_of_this_timeline(record, timeline, ex
     assert safety.fenced_peers(record, timeline, "c") == expected
 
 
+@pytest.mark.parametrize("record, fenced, expected", [
+    (None, ["a"], ["a"]),
+    ("7\na\n", ["b"], ["a", "b"]),   # fenced later by the background retry: joins the failover's
+    ("7\na\n", ["a"], ["a"]),
+    ("6\na\n", ["b"], ["b"]),        # an earlier primary's record is replaced
+])
+def test_fenced_record_adds_to_this_timelines_record(record, fenced, expected):
+    assert safety.fenced_record(record, 7, fenced) == expected
+
+
 def test_guard_on_a_standby_resets():
     state, action, unused = safety.guard_step({"majority_at": 0.0}, "standby", {}, 100.0, 3, LEASE)
     assert action == "keep" and state["majority_at"] is None
