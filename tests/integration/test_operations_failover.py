@@ -75,7 +75,7 @@ def checked_failover(lab, ansible, fault, cycle, old_primary):
     # Fenced during the failover (kill -9) or by the hook's retry once it came back: either
     # way the new primary's guard counts it (a second fault leaves the last node its lease).
     assert wait_for(lambda: lab_exec(new_primary, "grep -qx %s /var/lib/pgha/fenced-peers" % old_primary).returncode
-                    == 0, 10), "%s cycle %d: %s is fenced but not recorded on %s" % (
+                    == 0, 20), "%s cycle %d: %s is fenced but not recorded on %s" % (
                         fault.name, cycle, old_primary, new_primary)
     start = lab_exec(old_primary, "systemctl start postgresql@%s-main" % pg_version(old_primary))
     assert start.returncode != 0, "the fenced old primary %s started again" % old_primary
