@@ -5,12 +5,14 @@ Plaintext is refused by the nodes (except pgpool's own backend sessions while pg
 off), the replication user logs in only for replication, pcp answers on localhost only and
 the postgres ssh key is trusted from the cluster's nodes only."""
 import socket
+import time
 
 import psycopg2
 import pytest
 
-from cluster_probe import lab_exec, node_sql, primaries, survey
-from conftest import outcome
+from cluster_probe import (LIVENESS_KILL, Sampler, Writer, check_no_acked_row_lost, lab_exec, node_sql, primaries,
+                           stopped, survey, wait_for)
+from conftest import outcome, report
 from ansible_collections.pgha.cluster.plugins.module_utils import tls
 
 
@@ -73,3 +75,41 @@ def test_the_postgres_ssh_key_is_trusted_from_the_cluster_nodes_only(lab):
         keys = [line for line in text.splitlines() if line.strip() and not line.startswith("#")]
         sources = [set(line.split('"')[1].split(",")) if line.startswith('from="') else set() for line in keys]
         assert len(keys) == len(lab["nodes"]) and all(s == set(lab["nodes"].values()) for s in sources), (node, text)
+
+
+def replication_encrypted(lab, primary):
+    rows = node_sql(lab, primary, "SELECT s.ssl FROM pg_stat_replication r JOIN pg_stat_ssl s USING (pid)")
+    return [ssl for (ssl,) in rows]
+
+
+def test_switching_an_existing_cluster_to_tls_rolls_without_a_failover(lab, ansible, healthy_cluster):
+    """A cluster deployed without TLS (pgha_tls=false) and switched on by site.yml under a
+    writer: no promotion, no acknowledged row lost, writes go on (liveness bound only), and
+    replication is encrypted afterwards."""
+    primary = healthy_cluster
+    off = ansible.playbook("pgha.cluster.site", "-e", "pgha_tls=false")
+    assert off.returncode == 0, outcome(off)
+    assert wait_for(lambda: replication_encrypted(lab, primary) == [False] * (len(lab["nodes"]) - 1), 30), \
+        "replication still encrypted with pgha_tls=false"
+    writer, sampler = Writer(lab), Sampler(lab)
+    writer.start()
+    sampler.start()
+    try:
+        assert wait_for(lambda: len(writer.acked) > 20, 20), "writer never wrote"
+        started = time.time()
+        on = ansible.playbook("pgha.cluster.site")
+        assert on.returncode == 0, outcome(on)
+        took = time.time() - started
+        time.sleep(2)
+    finally:
+        stopped(writer, sampler)
+    assert sampler.two_primaries == [], sampler.two_primaries[:3]
+    assert primaries(survey(lab)) == [primary], "switching TLS on caused a failover"
+    check_no_acked_row_lost(lab, primary, writer.acked)
+    during = [t for _, t, _ in writer.acked if t >= started]
+    pause = max(b - a for a, b in zip([started] + during, during + [time.time()]))
+    report("tls.txt", "pgha_tls false -> true on a running cluster: site.yml %.0f s, longest write pause %.2f s, "
+           "%d commits during the switch" % (took, pause, len(during)))
+    assert pause < LIVENESS_KILL, "writes stopped for %.1f s while TLS was switched on" % pause
+    assert wait_for(lambda: replication_encrypted(lab, primary) == [True] * (len(lab["nodes"]) - 1), 30), \
+        "replication not encrypted after the switch"
