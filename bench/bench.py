@@ -305,6 +305,10 @@ class Bench:
             # The sample setup leaves the other standby on the old timeline: pgha repairs it.
             self.playbook("pgha.cluster.follow_primary")
         self.playbook("pgha.cluster.rebuild", "-e", "target=%s" % old)
+        if system == "baseline":
+            # pgha's playbooks start the node guard again; the baseline runs without it.
+            for node in self.lab["nodes"]:
+                probe.lab_exec(node, "systemctl stop pgha-guard")
 
     def switchovers(self, cycles):
         say("pgha.cluster.switchover: %d cycles under the writer" % cycles)
