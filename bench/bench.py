@@ -290,19 +290,24 @@ class Bench:
             for thread in (writer, fresh):
                 thread.join(10)
             restore(fault, old)
+        # A baseline that promoted beside a cut-off primary has two once the link heals.
+        primaries_after_heal = len(probe.wait_for(lambda: probe.primaries(probe.survey(self.lab)), 10))
         if not new:
             raise SystemExit("bench: %s: no new primary after the %s of %s" % (system, fault.name, old))
         to_fresh = (first_fresh[0] - fault_at) if first_fresh else None
         run = {"old_primary": old, "new_primary": new[0], "leader": leader, "rate": rate_of(writer.acked),
                "to_write": (first[0] - fault_at) if first else None, "to_write_fresh": to_fresh,
                "following_after_write": (following - to_fresh) if following and to_fresh else None,
+               "primaries_after_heal": primaries_after_heal,
                "lost": probe.missing_acked_rows(self.lab, new[0], writer.acked + fresh.acked)}
         self.repair(system, old)
         return run
 
     def repair(self, system, old):
         if system == "baseline":
-            # The sample setup leaves the other standby on the old timeline: pgha repairs it.
+            # The sample setup leaves the other standby on the old timeline, and a cut-off old
+            # primary running beside the new one after the heal: pgha repairs both.
+            probe.lab_exec(old, "systemctl stop 'postgresql@*'")
             self.playbook("pgha.cluster.follow_primary")
         self.playbook("pgha.cluster.rebuild", "-e", "target=%s" % old)
         if system == "baseline":

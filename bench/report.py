@@ -66,18 +66,20 @@ def node_fault_table(results):
         return []
     lines = ["", "| system | replication | fault of the primary's node | watchdog leader | cycles | "
                  "fault → first write, s (min / median / max) | per-connection writer, s | ratio to the baseline's "
-                 "median | standbys follow, s after the first write | acked rows lost |",
-             "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+                 "median | standbys follow, s after the first write | acked rows lost | two primaries after the "
+                 "heal |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for s in series:
         runs = s["runs"]
         fresh = [r["to_write_fresh"] for r in runs]
         base = baseline_median(results, s)
         ratio = "-" if s["system"] == "baseline" or base is None or median_of(fresh) is None else \
             "%.2f ×" % (median_of(fresh) / base)
-        lines.append("| %s | %s | %s | %s | %d | %s | %s | %s | %s | %d |" % (
+        lines.append("| %s | %s | %s | %s | %d | %s | %s | %s | %s | %d | %d of %d |" % (
             s["system"], s["replication"], s["fault"], "on it" if s["placement"] == "leader" else "elsewhere",
             len(runs), spread([r["to_write"] for r in runs]), spread(fresh), ratio,
-            spread([r["following_after_write"] for r in runs]), sum(r["lost"] for r in runs)))
+            spread([r["following_after_write"] for r in runs]), sum(r["lost"] for r in runs),
+            sum(1 for r in runs if r.get("primaries_after_heal", 1) > 1), len(runs)))
     return lines
 
 
