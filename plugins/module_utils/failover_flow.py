@@ -19,10 +19,15 @@ Requests and what they return:
   ("revoke", [nodes])           -> names whose WAL receiver is verifiably gone
   ("sleep", seconds)            -> None
   ("promote", node)             -> True when it is a primary now
+  ("detach", node)              -> None: whoever waits for the failover may go on with `node`
+                                   as the primary (pgpool's failover); the steps after it
+                                   are best effort and run on their own
   ("record", node, [nodes])      -> None: tell the new primary which old primaries are fenced
                                    (safety.fenced_peers; best effort: without the record its
                                    guard counts on live standbys only)
   ("repoint", [nodes], primary) -> None (best effort: follow_primary retries)
+  ("checkpoint", node)          -> None: its control file has the new timeline (pg_rewind
+                                   reads it there)
   ("log", message)              -> None
 """
 from __future__ import absolute_import, division, print_function
@@ -100,8 +105,11 @@ def failover_steps(failed, total, lease, max_seconds, sync_required=0, sync_name
     yield ("log", gate["reason"])
     if not (yield ("promote", plan["candidate"])):
         return (yield from _undo(revoked, failed, _refused("promote", "%s could not be promoted" % plan["candidate"])))
-    yield ("record", plan["candidate"], sorted(set(fenced) - _standbys(fenced)))
+    yield ("detach", plan["candidate"])
+    # Repointed first: in synchronous mode the first commit waits for a standby to stream.
     yield ("repoint", sorted(set(plan["follow"]) | _standbys(fenced)), plan["candidate"])
+    yield ("record", plan["candidate"], sorted(set(fenced) - _standbys(fenced)))
+    yield ("checkpoint", plan["candidate"])
     return {"result": "promoted", "candidate": plan["candidate"], "fenced": sorted(fenced),
             "revoked": sorted(revoked), "reason": gate["reason"]}
 

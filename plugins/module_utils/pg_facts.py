@@ -130,20 +130,26 @@ def read_facts(conn):
     return facts
 
 
-def unreachable_facts(reason):
-    return {"reachable": False, "reason": reason, "in_recovery": None, "role": "unknown"}
+def unreachable_facts(reason, host_answers=None):
+    """host_answers: True when the node's host refused the connection (it runs, PostgreSQL
+    does not listen), False when nothing answered in time, None when not known."""
+    return {"reachable": False, "reason": reason, "in_recovery": None, "role": "unknown",
+            "host_answers": host_answers}
 
 
-def tcp_refused(host, port, timeout):
-    """Why a TCP connection to host:port fails within timeout seconds, or None when it opens.
+def tcp_probe(host, port, timeout):
+    """(why a TCP connection to host:port fails within timeout seconds or None when it
+    opens, whether the host answered: it refused the port or accepted it).
 
     libpq waits at least 2 s for a host that does not answer; this answers sooner.
     """
     try:
         socket.create_connection((host, int(port)), timeout).close()
+    except ConnectionRefusedError as exc:
+        return "no TCP connection to %s:%s (%s)" % (host, port, exc), True
     except (OSError, ValueError) as exc:
-        return "no TCP connection to %s:%s within %s s (%s)" % (host, port, timeout, exc)
-    return None
+        return "no TCP connection to %s:%s within %s s (%s)" % (host, port, timeout, exc), False
+    return None, True
 
 
 def survey_node(params, fence_lock_file=DEFAULT_FENCE_LOCK, local=True, probe_timeout=None):
@@ -157,18 +163,18 @@ def survey_node(params, fence_lock_file=DEFAULT_FENCE_LOCK, local=True, probe_ti
 
 
 def read_node(params, probe_timeout):
-    host = params.get("login_host")
+    host, host_answers = params.get("login_host"), None
     if probe_timeout and host and not host.startswith("/"):
-        reason = tcp_refused(host, params.get("login_port") or 5432, probe_timeout)
+        reason, host_answers = tcp_probe(host, params.get("login_port") or 5432, probe_timeout)
         if reason:
-            return unreachable_facts(reason)
+            return unreachable_facts(reason, host_answers)
     try:
         conn = connect(params)
     except PgConnectError as exc:
-        return unreachable_facts(str(exc))
+        return unreachable_facts(str(exc), host_answers)
     try:
         return read_facts(conn)
     except DRIVER_ERRORS as exc:
-        return unreachable_facts("query failed: %s" % safe_message(exc, params))
+        return unreachable_facts("query failed: %s" % safe_message(exc, params), True)
     finally:
         conn.close()

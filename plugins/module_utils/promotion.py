@@ -12,21 +12,30 @@ import time
 from ansible_collections.pgha.cluster.plugins.module_utils import safety
 from ansible_collections.pgha.cluster.plugins.module_utils.postgres import query, query_one
 
+PROMOTION_POLL = 0.01   # seconds between checks whether a promotion is done
 # A primary's timeline right after its promotion (the control file has it only after the
 # next checkpoint); the first 8 hex digits of its current WAL file's name.
 CURRENT_TIMELINE = "('x' || substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8))::bit(32)::int"
 
 
 def promote(conn, timeout, checkpoint=False):
-    """pg_promote(wait) on conn's server; CHECKPOINT after it when asked. Returns seconds taken."""
+    """Promote conn's server and wait until it runs as a primary; CHECKPOINT after it when
+    asked. Returns seconds taken."""
     started = time.time()
-    row = query_one(conn, "SELECT pg_promote(true, %s) AS promoted", (timeout,))
-    if not row["promoted"]:
-        raise RuntimeError("pg_promote did not finish within %d s" % timeout)
+    # pg_promote(true) checks every 100 ms whether it is done: polling here answers sooner.
+    query_one(conn, "SELECT pg_promote(false)")
+    while query_one(conn, "SELECT pg_is_in_recovery() AS standby")["standby"]:
+        if time.time() - started > timeout:
+            raise RuntimeError("pg_promote did not finish within %d s" % timeout)
+        time.sleep(PROMOTION_POLL)
     if checkpoint:
-        # pg_rewind on the other nodes reads the new timeline from the control file.
-        query_one(conn, "CHECKPOINT")
+        checkpoint_now(conn)
     return round(time.time() - started, 3)
+
+
+def checkpoint_now(conn):
+    # pg_rewind on the other nodes reads the new timeline from the control file.
+    query_one(conn, "CHECKPOINT")
 
 
 def record_fenced(conn, path, fenced):

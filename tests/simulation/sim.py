@@ -25,7 +25,8 @@ DETECT = 2.0          # pgpool: health check period + retries until it calls the
 LIVENESS = 60.0       # seconds after the last repair within which a primary must take writes
 HOOK_LIMIT = 30.0     # the hook's own bound
 SETTLE = 3.0          # seconds of a healthy cluster before the first event
-COSTS = {"survey": 0.3, "fence": 0.2, "revoke": 0.2, "promote": 0.3, "record": 0.05, "repoint": 0.2}
+COSTS = {"survey": 0.3, "fence": 0.2, "revoke": 0.2, "promote": 0.3, "record": 0.05, "repoint": 0.2,
+         "detach": 0.0, "checkpoint": 0.05}
 UNREACHABLE_COST = {"survey": 0.5, "fence": 1.0}
 CLIENT = "client"
 
@@ -386,6 +387,11 @@ class World:
             return [n for n in request[1] if self.revoke(leader, n)], cost
         if kind == "promote":
             return self.promote(leader, request[1]), cost
+        if kind == "detach":
+            self.pool_primary = request[1]   # pgpool's failover ends; the hook goes on alone
+            return None, cost
+        if kind == "checkpoint":
+            return None, cost
         if kind == "record":
             node = self.nodes[request[1]]
             if self.pg_answers(leader, request[1]) and node.primary:

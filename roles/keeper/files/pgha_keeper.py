@@ -193,7 +193,7 @@ class Keeper:
 
     def arbiter_conn(self):
         params = self.arbiter.params(conninfo_params(self.config["arbiter_conninfo"]), self.timeout)
-        if self.pg_facts.tcp_refused(params["login_host"], params.get("login_port", 5432), self.timeout):
+        if self.pg_facts.tcp_probe(params["login_host"], params.get("login_port", 5432), self.timeout)[0]:
             return None
         try:
             return self.postgres.connect(params)

@@ -24,6 +24,7 @@ reattach puts that primary back into pgpool once pgpool's failover is over. Runs
 import fcntl
 import json
 import os
+import queue
 import subprocess
 import sys
 import syslog
@@ -57,14 +58,15 @@ def conn_params(config, node, timeout=1):
                 **postgres.verified(config.get("tls_ca")))
 
 
-def survey(config, pg_facts):
-    """Facts of every node, read in parallel (an unreachable node costs one connect timeout)."""
-    results = {}
+def survey(config, pg_facts, known=None):
+    """Facts of every node, read in parallel (an unreachable node costs one connect timeout);
+    known: facts of nodes not to read again."""
+    results = dict(known or {})
 
     def read(node):
         results[node["name"]] = pg_facts.survey_node(conn_params(config, node), local=False, probe_timeout=0.5)
 
-    in_parallel([threading.Thread(target=read, args=(n,)) for n in config["nodes"]], 10)
+    in_parallel([threading.Thread(target=read, args=(n,)) for n in config["nodes"] if n["name"] not in results], 10)
     timed_out = {"reachable": False, "in_recovery": None, "reason": "survey timed out"}
     return dict((n["name"], results.get(n["name"]) or timed_out) for n in config["nodes"])
 
@@ -77,12 +79,14 @@ def run(argv, timeout):
         return 124, "timed out after %s s" % timeout
 
 
-def fence_over_ssh(config, node, reason, connect_timeout):
+def fence_over_ssh(config, node, reason, connect_timeout, link=False):
     """Lock file and immediate stop on a node that may be a primary; a standby is told to
-    follow nobody. Returns (verified {"kind", "timeline"} or None, what the node said)."""
+    follow nobody. link: over the standing ssh connection to the node (pgha-ssh-link@) when
+    there is one. Returns (verified {"kind", "timeline"} or None, what the node said)."""
     from ansible_collections.pgha.cluster.plugins.module_utils import fencing
+    link_path = os.path.join(config["ssh_link_dir"], node["address"]) if link and config.get("ssh_link_dir") else None
     result, out = fencing.fence_over_ssh(node["address"], config["layout"], config["fence_lock_file"], reason,
-                                         connect_timeout, node["port"])
+                                         connect_timeout, node["port"], link=link_path)
     log("fence %s: %s (%s)" % (node["name"], "verified %s" % result if result else "NOT verified", out[-300:]))
     return result, out
 
@@ -96,14 +100,56 @@ def stonith(config, node):
     return rc == 0
 
 
-def fence_all(config, names, reason):
-    """Fence nodes in parallel: {name: verified result} (a fence_command success counts)."""
+POWERED_OFF = {"kind": "primary", "timeline": None, "powered_off": True}
+
+
+def fence_node(config, node, reason, host_answers):
+    """A verified fence of one node, or None. A node whose host answers is fenced over ssh
+    (the standing link: milliseconds), with the fence_command only if that fails; a silent
+    host (powered off, cut away) gets both at once, as ssh tells only after its timeout."""
+    def over_ssh():
+        return fence_over_ssh(config, node, reason, connect_timeout=1, link=host_answers)[0]
+
+    def powered_off():
+        return dict(POWERED_OFF) if stonith(config, node) else None
+
+    if host_answers or not config.get("fence_command"):
+        return over_ssh() or powered_off()
+    return first_verified([over_ssh, powered_off], 40)
+
+
+def first_verified(attempts, timeout):
+    """Run the attempts at once; the first result that is not None (None if there is none)."""
+    results = queue.Queue()
+
+    def attempt_into(attempt):
+        result = None
+        try:
+            result = attempt()
+        except Exception as exc:  # reported, and it counts as not verified
+            log("fence attempt failed: %s: %s" % (type(exc).__name__, exc), syslog.LOG_ERR)
+        results.put(result)
+
+    in_parallel([threading.Thread(target=attempt_into, args=(a,)) for a in attempts], 0)
+    deadline = time.monotonic() + timeout
+    for _ in attempts:
+        try:
+            result = results.get(timeout=max(0.0, deadline - time.monotonic()))
+        except queue.Empty:
+            return None
+        if result:
+            return result
+    return None
+
+
+def fence_all(config, names, reason, facts):
+    """Fence nodes in parallel: {name: verified result} (a fence_command success counts).
+    facts: the survey's, which tell whose host answers."""
     named, results = by_name(config), {}
 
     def fence(name):
-        result = fence_over_ssh(config, named[name], reason, connect_timeout=1)[0]
-        if result is None and stonith(config, named[name]):
-            result = {"kind": "primary", "timeline": None}
+        seen = facts.get(name) or {}
+        result = fence_node(config, named[name], reason, bool(seen.get("reachable") or seen.get("host_answers")))
         if result:
             results[name] = result
 
@@ -143,7 +189,7 @@ def fence_until_done(config, args):
 
 
 def promote(config, postgres, node):
-    """True when node runs as a primary after pg_promote + CHECKPOINT."""
+    """True when node runs as a primary after pg_promote (its CHECKPOINT comes after the detach)."""
     from ansible_collections.pgha.cluster.plugins.module_utils import promotion
     try:
         conn = postgres.connect(conn_params(config, node, timeout=3))
@@ -151,7 +197,7 @@ def promote(config, postgres, node):
         log("cannot promote %s: %s" % (node["name"], exc), syslog.LOG_ERR)
         return False
     try:
-        seconds = promotion.promote(conn, 30, checkpoint=True)
+        seconds = promotion.promote(conn, 30)
         log("promoted %s in %.3f s" % (node["name"], seconds))
         return True
     except (RuntimeError,) + postgres.DRIVER_ERRORS as exc:
@@ -214,11 +260,13 @@ def by_name(config):
 class Executor:
     """Carries out failover_flow's requests against the servers, every call bounded."""
 
-    def __init__(self, config, started):
+    def __init__(self, config, started, detach=False):
         from ansible_collections.pgha.cluster.plugins.module_utils import pg_facts, postgres, safety
         self.config, self.pg_facts, self.postgres, self.safety = config, pg_facts, postgres, safety
-        self.named, self.started = by_name(config), started
+        self.named, self.started, self.detach = by_name(config), started, detach
         self.unverified = set()  # fences that did not reach their node
+        self.facts = {}  # the last survey's
+        self.powered_off = set()
 
     def __call__(self, request):
         result = getattr(self, "do_" + request[0])(*request[1:])
@@ -247,11 +295,16 @@ class Executor:
         time.sleep(seconds)
 
     def do_survey(self):
-        return self.safety.annotate(survey(self.config, self.pg_facts),
-                                    dict((n["address"], n["name"]) for n in self.config["nodes"]))
+        # A node the fence_command powered off does not come back within this failover.
+        off = dict((n, self.pg_facts.unreachable_facts("powered off by the fence_command", False))
+                   for n in self.powered_off)
+        self.facts = self.safety.annotate(survey(self.config, self.pg_facts, off),
+                                          dict((n["address"], n["name"]) for n in self.config["nodes"]))
+        return self.facts
 
     def do_fence(self, names):
-        results = fence_all(self.config, names, "pgha failover")
+        results = fence_all(self.config, names, "pgha failover", self.facts)
+        self.powered_off |= set(n for n, result in results.items() if result.get("powered_off"))
         self.unverified |= set(names) - set(results)
         return results
 
@@ -263,6 +316,28 @@ class Executor:
 
     def do_promote(self, name):
         return promote(self.config, self.postgres, self.named[name])
+
+    def do_detach(self, name):
+        """pgpool waits for this process before it looks for the new primary: let it go on and
+        finish the remaining steps in a child (which keeps the failover lock until it is done)."""
+        if not self.detach:
+            return
+        log("detached: pgpool goes on with %s as the primary (%.3f s)" % (name, time.monotonic() - self.started))
+        if os.fork():
+            os._exit(0)
+        os.setsid()
+        devnull = os.open(os.devnull, os.O_RDWR)
+        for fd in (0, 1, 2):
+            os.dup2(devnull, fd)
+
+    def do_checkpoint(self, name):
+        from ansible_collections.pgha.cluster.plugins.module_utils import promotion
+        try:
+            with closing(self.postgres.connect(conn_params(self.config, self.named[name], timeout=3))) as conn:
+                promotion.checkpoint_now(conn)
+        except self.postgres.DRIVER_ERRORS + (self.postgres.PgConnectError,) as exc:
+            log("CHECKPOINT on %s failed: %s (the next one carries the new timeline)" % (name, exc),
+                syslog.LOG_WARNING)
 
     def do_record(self, name, fenced):
         record(self.config, self.postgres, self.named[name], [self.named[n]["slot"] for n in fenced])
@@ -288,7 +363,7 @@ def failover(config, args):
         return 0
     for path, age in stale:
         log("ignoring %s: %d s old (a playbook that died?)" % (path, age), syslog.LOG_WARNING)
-    result = run_failover(config, failed["name"])
+    result = run_failover(config, failed["name"], detach=True)
     if result["result"] == "refused":
         # Nothing was promoted: the failed node is still the cluster's primary. Attach it again
         # once it answers here (at once, or when a partial cut heals; pgpool has no primary meanwhile).
@@ -302,8 +377,9 @@ def failover(config, args):
     return 0
 
 
-def run_failover(config, failed, candidate=None, force=False):
-    """failover_flow's steps carried out on the servers; the result (logged)."""
+def run_failover(config, failed, candidate=None, force=False, detach=False):
+    """failover_flow's steps carried out on the servers; the result (logged). detach: pgpool's
+    failover goes on once the candidate is promoted (this process forks there)."""
     from ansible_collections.pgha.cluster.plugins.module_utils import failover_flow
     started = time.monotonic()
     sync_names = config.get("sync_names") or []
@@ -311,7 +387,7 @@ def run_failover(config, failed, candidate=None, force=False):
                                          sync_required=config.get("sync_required", 0),
                                          sync_names=[n for n in sync_names if n != failed], force=force,
                                          candidate=candidate)
-    executor = Executor(config, started)
+    executor = Executor(config, started, detach)
     result = failover_flow.drive(steps, executor)
     if result["result"] == "promoted":
         # An old primary that did not answer may come back: keep trying to stop it. Only

@@ -48,6 +48,10 @@ def test_fast_path_fences_then_promotes_the_most_advanced():
     assert "sleep" not in executor.requests and "revoke" not in executor.requests
     # the verified fence of the old primary is recorded on the new one, after the promotion
     assert executor.recorded == ("c", ["a"]) and executor.requests.index("record") > executor.requests.index("promote")
+    # pgpool may go on right after the promotion: the standbys follow, the record and the
+    # checkpoint come after the detach, the standbys first (a synchronous commit waits for them)
+    after = executor.requests[executor.requests.index("promote") + 1:]
+    assert [r for r in after if r != "log"] == ["detach", "repoint", "record", "checkpoint"]
 
 
 def test_unreachable_primary_waits_out_the_lease():

@@ -222,14 +222,16 @@ def test_annotate_names_the_upstream_and_the_followed_node():
     assert (out["c"]["upstream"], out["c"]["follows"]) == (None, None)
 
 
-def fake_cluster(tmp_path, running_after_stop):
+def fake_cluster(tmp_path, running_after_stop, running_before=True):
     """A layout whose tools are small scripts: pg_controldata names timeline 3, pg_ctl status
-    tells whether a postmaster runs, pg_ctlcluster (on PATH) records how it was called."""
+    tells whether a postmaster runs (before and after a stop), pg_ctlcluster (on PATH)
+    records how it was called."""
     bindir, datadir, path = tmp_path / "bin dir", tmp_path / "data dir", tmp_path / "path"
     for directory in (bindir, datadir, path):
         directory.mkdir()
     scripts = {bindir / "pg_controldata": "echo \"Latest checkpoint's TimeLineID:       3\"",
-               bindir / "pg_ctl": "exit %d" % (0 if running_after_stop else 3),
+               bindir / "pg_ctl": "[ -e %s ] && exit %d; exit %d" % (
+                   tmp_path / "stopped", 0 if running_after_stop else 3, 0 if running_before else 3),
                path / "pg_ctlcluster": "echo \"$@\" > %s" % (tmp_path / "stopped")}
     for script, body in scripts.items():
         script.write_text("#!/bin/sh\n%s\n" % body)
@@ -248,3 +250,13 @@ def test_the_fence_script_stops_the_layouts_cluster_and_verifies_it(tmp_path, mo
     assert (tmp_path / "stopped").read_text().split() == ["15", "main", "stop", "-m", "immediate"]
     assert (tmp_path / "fenced").exists(), "the lock file is written before the stop"
     assert result == ({"kind": "primary", "timeline": 3} if verified else None), out
+
+
+def test_the_fence_script_verifies_a_postmaster_already_gone_without_a_stop(tmp_path, monkeypatch):
+    from ansible_collections.pgha.cluster.plugins.module_utils import fencing
+    layout, path = fake_cluster(tmp_path, running_after_stop=False, running_before=False)
+    monkeypatch.setenv("PATH", path + os.pathsep + os.environ["PATH"])
+    result, out = fencing.fence_locally(layout, str(tmp_path / "fenced"), "test", 5432)
+    assert not (tmp_path / "stopped").exists(), "no stop for a postmaster that is gone (kill -9)"
+    assert (tmp_path / "fenced").exists()
+    assert result == {"kind": "primary", "timeline": 3}, out
