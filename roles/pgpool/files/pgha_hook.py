@@ -132,7 +132,7 @@ def first_verified(attempts, timeout):
 
     in_parallel([threading.Thread(target=attempt_into, args=(a,)) for a in attempts], 0)
     deadline = time.monotonic() + timeout
-    for _ in attempts:
+    for _attempt in attempts:
         try:
             result = results.get(timeout=max(0.0, deadline - time.monotonic()))
         except queue.Empty:
