@@ -250,13 +250,18 @@ class Bench:
                                                     "fault": fault.name, "placement": placement, "runs": runs})
 
     def place_leader(self, primary, on_primary):
-        """Move the watchdog leader (restart its pgpool: the others elect one of themselves)
-        until it is, or is not, on the primary's node."""
+        """Move the watchdog leader until it is, or is not, on the primary's node: restart its
+        pgpool (the others elect one of themselves, or it wins again), or, to move it off a
+        node, stop it until another node leads (it would win again by its wd_priority)."""
         for _ in range(6):
             holders = probe.wait_for(lambda: probe.vip_holders(self.lab), 30)
             if len(holders) == 1 and (holders[0] == primary) == on_primary:
                 return holders[0]
-            if len(holders) == 1:
+            if len(holders) == 1 and holders[0] == primary:
+                probe.lab_exec(primary, "systemctl stop pgpool2")
+                probe.wait_for(lambda: [h for h in probe.vip_holders(self.lab) if h != primary], 30)
+                probe.lab_exec(primary, "systemctl start pgpool2")
+            elif len(holders) == 1:
                 probe.lab_exec(holders[0], "systemctl restart pgpool2")
             if not probe.wait_for(lambda: probe.healthy_watchdog(self.ansible, self.lab, len(self.lab["nodes"])), 90, 1):
                 raise SystemExit("bench: the watchdog did not settle after moving its leader")
