@@ -62,11 +62,14 @@ def fence_over_ssh(address, layout, lock_file, reason, connect_timeout, port=543
 
 
 SSH_FAILED = 255
+# Host keys are pinned in known_hosts by the ssh role: never add one (a second site.yml run
+# would find the file changed).
+SSH_OPTIONS = ["-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=yes", "-o", "UpdateHostKeys=no"]
 
 
 def _ssh(address, script, connect_timeout, options):
     """(ssh's exit code, (verified result or None, what the node said))."""
-    argv = ["ssh", "-o", "BatchMode=yes", "-o", "ConnectTimeout=%d" % connect_timeout] + options + [
+    argv = ["ssh"] + SSH_OPTIONS + ["-o", "ConnectTimeout=%d" % connect_timeout] + options + [
         "postgres@%s" % address, script]
     try:
         proc = subprocess.run(argv, capture_output=True, text=True, timeout=connect_timeout + 5, check=False)
