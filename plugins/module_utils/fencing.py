@@ -49,6 +49,15 @@ def parse_fence_output(rc, out):
     return {"kind": match.group(1), "timeline": int(match.group(2)) if match.group(2).isdigit() else None}
 
 
+def fence_plan(facts, has_fence_command):
+    """How to fence a node, from the survey's facts of it: {"link": over the standing ssh
+    connection (its host answers: refused the port, or PostgreSQL answered), "power_at_once":
+    the fence_command beside ssh rather than after it fails (a silent host: powered off or
+    cut away, where ssh tells only after its timeout and a link could hang)}."""
+    answers = bool(facts.get("reachable") or facts.get("host_answers"))
+    return {"link": answers, "power_at_once": has_fence_command and not answers}
+
+
 def fence_over_ssh(address, layout, lock_file, reason, connect_timeout, port=5432, link=None):
     """(verified result or None, what the node said). link: the control socket of a standing
     ssh connection to the node (it saves the handshake, most of a fence's time); ssh connects

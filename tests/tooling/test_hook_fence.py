@@ -12,6 +12,10 @@ from collection_path import REPO
 CONFIG = {"fence_command": ["/bin/true"], "ssh_link_dir": "/links", "layout": {}, "fence_lock_file": "/x"}
 NODE = {"name": "a", "address": "10.0.0.1", "port": 5432}
 VERIFIED = {"kind": "primary", "timeline": 3}
+# fencing.fence_plan's answers (table-tested in tests/unit)
+ANSWERS = {"link": True, "power_at_once": False}
+SILENT = {"link": False, "power_at_once": True}
+SILENT_NO_COMMAND = {"link": False, "power_at_once": False}
 
 
 @pytest.fixture()
@@ -28,7 +32,7 @@ def test_a_node_whose_host_answers_is_fenced_over_the_link_and_never_powered_off
     monkeypatch.setattr(hook, "fence_over_ssh", lambda config, node, reason, connect_timeout, link=False: (
         asked.append(("ssh", link)) or (VERIFIED, "PGHA-FENCED primary 3")))
     monkeypatch.setattr(hook, "stonith", lambda config, node: asked.append(("power",)) or True)
-    assert hook.fence_node(CONFIG, NODE, "test", host_answers=True) == VERIFIED
+    assert hook.fence_node(CONFIG, NODE, "test", ANSWERS) == VERIFIED
     assert asked == [("ssh", True)]
 
 
@@ -36,7 +40,7 @@ def test_a_node_whose_host_answers_is_powered_off_only_when_ssh_fails(hook, monk
     asked = []
     monkeypatch.setattr(hook, "fence_over_ssh", lambda *args, **kwargs: asked.append("ssh") or (None, "refused"))
     monkeypatch.setattr(hook, "stonith", lambda config, node: asked.append("power") or True)
-    assert hook.fence_node(CONFIG, NODE, "test", host_answers=True)["powered_off"]
+    assert hook.fence_node(CONFIG, NODE, "test", ANSWERS)["powered_off"]
     assert asked == ["ssh", "power"]
 
 
@@ -51,7 +55,7 @@ def test_a_silent_node_is_powered_off_without_waiting_for_ssh(hook, monkeypatch)
     monkeypatch.setattr(hook, "fence_over_ssh", slow_ssh)
     monkeypatch.setattr(hook, "stonith", lambda config, node: True)
     try:
-        result = hook.fence_node(CONFIG, NODE, "test", host_answers=False)
+        result = hook.fence_node(CONFIG, NODE, "test", SILENT)
         assert result == {"kind": "primary", "timeline": None, "powered_off": True}
         assert not ssh_may_end.is_set() and ssh_link == [False]   # answered while ssh still waited, no link
     finally:
@@ -62,7 +66,7 @@ def test_a_silent_node_without_a_fence_command_is_tried_over_ssh_only(hook, monk
     asked = []
     monkeypatch.setattr(hook, "fence_over_ssh", lambda *args, **kwargs: asked.append("ssh") or (None, "timed out"))
     monkeypatch.setattr(hook, "stonith", lambda config, node: asked.append("power") or False)
-    assert hook.fence_node(dict(CONFIG, fence_command=[]), NODE, "test", host_answers=False) is None
+    assert hook.fence_node(dict(CONFIG, fence_command=[]), NODE, "test", SILENT_NO_COMMAND) is None
     assert asked == ["ssh", "power"]     # stonith() itself says no without a command
 
 

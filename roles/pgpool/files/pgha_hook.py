@@ -103,19 +103,18 @@ def stonith(config, node):
 POWERED_OFF = {"kind": "primary", "timeline": None, "powered_off": True}
 
 
-def fence_node(config, node, reason, host_answers):
-    """A verified fence of one node, or None. A node whose host answers is fenced over ssh
-    (the standing link: milliseconds), with the fence_command only if that fails; a silent
-    host (powered off, cut away) gets both at once, as ssh tells only after its timeout."""
+def fence_node(config, node, reason, plan):
+    """A verified fence of one node, or None, as fencing.fence_plan says: over ssh (the
+    standing link or anew), with the fence_command at once beside it or only if it fails."""
     def over_ssh():
-        return fence_over_ssh(config, node, reason, connect_timeout=1, link=host_answers)[0]
+        return fence_over_ssh(config, node, reason, connect_timeout=1, link=plan["link"])[0]
 
     def powered_off():
         return dict(POWERED_OFF) if stonith(config, node) else None
 
-    if host_answers or not config.get("fence_command"):
-        return over_ssh() or powered_off()
-    return first_verified([over_ssh, powered_off], 40)
+    if plan["power_at_once"]:
+        return first_verified([over_ssh, powered_off], 40)
+    return over_ssh() or powered_off()
 
 
 def first_verified(attempts, timeout):
@@ -145,11 +144,12 @@ def first_verified(attempts, timeout):
 def fence_all(config, names, reason, facts):
     """Fence nodes in parallel: {name: verified result} (a fence_command success counts).
     facts: the survey's, which tell whose host answers."""
+    from ansible_collections.pgha.cluster.plugins.module_utils import fencing
     named, results = by_name(config), {}
 
     def fence(name):
-        seen = facts.get(name) or {}
-        result = fence_node(config, named[name], reason, bool(seen.get("reachable") or seen.get("host_answers")))
+        plan = fencing.fence_plan(facts.get(name) or {}, bool(config.get("fence_command")))
+        result = fence_node(config, named[name], reason, plan)
         if result:
             results[name] = result
 

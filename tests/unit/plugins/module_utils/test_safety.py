@@ -260,3 +260,17 @@ def test_the_fence_script_verifies_a_postmaster_already_gone_without_a_stop(tmp_
     assert not (tmp_path / "stopped").exists(), "no stop for a postmaster that is gone (kill -9)"
     assert (tmp_path / "fenced").exists()
     assert result == {"kind": "primary", "timeline": 3}, out
+
+
+@pytest.mark.parametrize("facts, has_command, plan", [
+    ({"reachable": True}, True, {"link": True, "power_at_once": False}),                 # answers (a live primary)
+    ({"reachable": False, "host_answers": True}, True, {"link": True, "power_at_once": False}),   # kill -9
+    ({"reachable": False, "host_answers": False}, True, {"link": False, "power_at_once": True}),  # power-off, cut
+    ({"reachable": False, "host_answers": None}, True, {"link": False, "power_at_once": True}),   # not known
+    ({"reachable": False, "host_answers": False}, False, {"link": False, "power_at_once": False}),
+    ({}, False, {"link": False, "power_at_once": False}),                                  # not surveyed
+])
+def test_fence_plan_uses_the_link_only_for_a_host_that_answers_and_powers_off_a_silent_one_at_once(
+        facts, has_command, plan):
+    from ansible_collections.pgha.cluster.plugins.module_utils import fencing
+    assert fencing.fence_plan(facts, has_command) == plan
