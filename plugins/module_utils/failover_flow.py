@@ -62,10 +62,11 @@ def failover_steps(failed, total, lease, max_seconds, sync_required=0, sync_name
     if plan["action"] == "none":
         return (yield from _undo(_standbys(fenced), failed, {"result": "none", "reason": plan["reason"]}))
     failed_timeline = _timeline(facts, fenced, failed)
-    # A node fenced as a primary on an older timeline than the failed one never streamed from it.
+    # A node fenced as a primary on an older timeline than the failed one never streamed from it
+    # (one powered off by the fence command told no timeline: it may hold acknowledged commits).
     may_have_acked = [n for n in sync_names if not (
         failed_timeline and fenced.get(n, {}).get("kind") == "primary"
-        and (fenced[n].get("timeline") or 0) < failed_timeline)]
+        and fenced[n].get("timeline") is not None and fenced[n]["timeline"] < failed_timeline)]
     refusal = safety.sync_quorum_refusal(facts, plan, sync_required, may_have_acked, failed_timeline)
     if refusal and not force:
         return _refused("quorum", refusal)
@@ -106,9 +107,11 @@ def failover_steps(failed, total, lease, max_seconds, sync_required=0, sync_name
     if not (yield ("promote", plan["candidate"])):
         return (yield from _undo(revoked, failed, _refused("promote", "%s could not be promoted" % plan["candidate"])))
     yield ("detach", plan["candidate"])
-    # Repointed first: in synchronous mode the first commit waits for a standby to stream.
-    yield ("repoint", sorted(set(plan["follow"]) | _standbys(fenced)), plan["candidate"])
+    # The record first (milliseconds): until it lands the new primary's guard counts on live
+    # standbys only, and a repoint may wait seconds for a slow one. Then the standbys: in
+    # synchronous mode the first commit waits for one to stream.
     yield ("record", plan["candidate"], sorted(set(fenced) - _standbys(fenced)))
+    yield ("repoint", sorted(set(plan["follow"]) | _standbys(fenced)), plan["candidate"])
     yield ("checkpoint", plan["candidate"])
     return {"result": "promoted", "candidate": plan["candidate"], "fenced": sorted(fenced),
             "revoked": sorted(revoked), "reason": gate["reason"]}

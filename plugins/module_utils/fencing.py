@@ -30,15 +30,18 @@ def fence_script(layout, lock_file, reason, port=5432):
     timeline = ("tl=$(LC_ALL=C %s/pg_controldata %s 2>/dev/null | sed -n "
                 "'s/^Latest checkpoint.s TimeLineID: *//p'); tl=${tl:-unknown}" % (bindir, datadir))
     running = "%s/pg_ctl status -D %s >/dev/null 2>&1" % (bindir, datadir)
+    # Only pg_ctl's "no server running" (3) proves the postmaster gone; 4 (no accessible data
+    # directory: a wrong layout) proves nothing, so the stop runs and the fence fails.
+    stopped = "{ %s; [ $? -eq 3 ]; }" % running
     revoke = ("if %s; then psql -p %d -XAtq -c \"ALTER SYSTEM SET primary_conninfo = ''\" -c "
               "'SELECT pg_reload_conf()' >/dev/null || exit 1; else printf \"primary_conninfo = ''\\n\" "
               ">> %s/postgresql.auto.conf || exit 1; fi" % (running, port, datadir))
     return ("umask 022; %s; if [ -e %s/standby.signal ]; then %s; echo \"PGHA-FENCED standby $tl\"; exit 0; fi; "
-            "printf '%%s\\n' %s > %s || exit 1; %s && pg_ctlcluster %s %s stop -m immediate >/dev/null 2>&1; "
-            "for i in 1 2 3 4 5 6 7 8 9 10; do %s || { echo \"PGHA-FENCED primary $tl\"; exit 0; }; sleep 0.2; done; "
+            "printf '%%s\\n' %s > %s || exit 1; %s || pg_ctlcluster %s %s stop -m immediate >/dev/null 2>&1; "
+            "for i in 1 2 3 4 5 6 7 8 9 10; do %s && { echo \"PGHA-FENCED primary $tl\"; exit 0; }; sleep 0.2; done; "
             "echo 'postmaster still running after the stop'; exit 1"
-            % (timeline, datadir, revoke, quote(note), quote(lock_file), running, quote(layout["version"]),
-               quote(layout["cluster"]), running))
+            % (timeline, datadir, revoke, quote(note), quote(lock_file), stopped, quote(layout["version"]),
+               quote(layout["cluster"]), stopped))
 
 
 def parse_fence_output(rc, out):

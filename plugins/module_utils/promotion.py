@@ -21,16 +21,17 @@ CURRENT_TIMELINE = "('x' || substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8))
 def promote(conn, timeout, checkpoint=False):
     """Promote conn's server and wait until it runs as a primary; CHECKPOINT after it when
     asked. Returns seconds taken."""
-    started = time.time()
+    started = time.monotonic()
     # pg_promote(true) checks every 100 ms whether it is done: polling here answers sooner.
-    query_one(conn, "SELECT pg_promote(false)")
+    if not query_one(conn, "SELECT pg_promote(false) AS signalled")["signalled"]:
+        raise RuntimeError("pg_promote could not signal the postmaster")
     while query_one(conn, "SELECT pg_is_in_recovery() AS standby")["standby"]:
-        if time.time() - started > timeout:
+        if time.monotonic() - started > timeout:
             raise RuntimeError("pg_promote did not finish within %d s" % timeout)
         time.sleep(PROMOTION_POLL)
     if checkpoint:
         checkpoint_now(conn)
-    return round(time.time() - started, 3)
+    return round(time.monotonic() - started, 3)
 
 
 def checkpoint_now(conn):

@@ -79,3 +79,82 @@ def test_first_verified_survives_an_attempt_that_raises(hook):
     def broken():
         raise RuntimeError("no")
     assert hook.first_verified([broken, lambda: "b"], 5) == "b"
+
+
+def test_a_fence_command_that_exits_0_while_the_host_still_answers_does_not_count(hook):
+    """A command that lied (or only moved an address): the node's host still takes or refuses
+    TCP connections right after it, so it is not counted as powered off."""
+    import socket
+    listening = socket.socket()
+    listening.bind(("127.0.0.1", 0))
+    listening.listen()
+    closed = socket.socket()
+    closed.bind(("127.0.0.1", 0))   # bound, not listening: connections are refused
+    try:
+        for port in (listening.getsockname()[1], closed.getsockname()[1]):
+            assert hook.stonith(CONFIG, dict(NODE, address="127.0.0.1", port=port)) is False
+        assert hook.stonith(dict(CONFIG, fence_command=["/bin/false"]), NODE) is False
+    finally:
+        listening.close()
+        closed.close()
+
+
+def test_a_fence_command_that_exits_0_for_a_silent_host_counts(hook):
+    """A host that neither accepts nor refuses: a listening socket whose accept queue is full
+    drops further connection attempts, as a powered-off host's address does."""
+    import socket
+    full = socket.socket()
+    full.bind(("127.0.0.1", 0))
+    full.listen(0)
+    waiting = []
+    for _ in range(3):
+        pending = socket.socket()
+        pending.setblocking(False)
+        pending.connect_ex(full.getsockname())
+        waiting.append(pending)
+    try:
+        assert hook.stonith(CONFIG, dict(NODE, address="127.0.0.1", port=full.getsockname()[1])) is True
+    finally:
+        for sock in waiting + [full]:
+            sock.close()
+
+
+@pytest.fixture()
+def executor(hook, monkeypatch):
+    started = []
+    monkeypatch.setattr(hook, "start_background", lambda *args: started.append(args))
+    executor = hook.Executor({"nodes": [NODE, dict(NODE, name="b", address="10.0.0.2")]}, 0.0, detach=True)
+    executor.unverified = {"a"}
+    return executor, started
+
+
+def test_the_detach_starts_the_fence_retries_and_never_forks_beside_a_running_fence_attempt(hook, monkeypatch,
+                                                                                          executor):
+    executor, started = executor
+
+    def no_fork():
+        raise AssertionError("forked while another thread ran")
+
+    monkeypatch.setattr(hook.os, "fork", no_fork)
+    running = threading.Event()
+    loser = threading.Thread(target=running.wait, args=(10,))
+    loser.start()
+    try:
+        executor.do_detach("b")      # pgpool waits for the remaining steps instead
+    finally:
+        running.set()
+        loser.join()
+    assert started == [("fence", "a", "pgha failover")]
+
+
+def test_the_detach_forks_and_lets_pgpool_go_on_when_nothing_else_runs(hook, monkeypatch, executor):
+    executor, started = executor
+    monkeypatch.setattr(hook.os, "fork", lambda: 1234)    # the parent's side of the fork
+
+    def parent_exits(code):
+        raise SystemExit(code)
+
+    monkeypatch.setattr(hook.os, "_exit", parent_exits)
+    with pytest.raises(SystemExit):
+        executor.do_detach("b")
+    assert started == [("fence", "a", "pgha failover")]   # started before the parent left

@@ -25,6 +25,7 @@ import fcntl
 import json
 import os
 import queue
+import signal
 import subprocess
 import sys
 import syslog
@@ -33,6 +34,9 @@ import time
 from contextlib import closing
 
 CONFIG = os.environ.get("PGHA_HOOK_CONFIG", "/etc/pgha/hook.json")
+# The most a detached failover's remaining steps (record, repoint, CHECKPOINT) may hold the
+# failover lock, which the next failover on this node waits for.
+DETACHED_SECONDS = 60
 FIELDS = ("node_id", "host", "port", "datadir", "new_main_id", "new_main_host", "old_main_id",
           "old_primary_id", "new_main_port", "new_main_datadir", "old_primary_host", "old_primary_port")
 
@@ -91,13 +95,27 @@ def fence_over_ssh(config, node, reason, connect_timeout, link=False):
     return result, out
 
 
+# After the fence_command said a node is off, its host must not answer this fast (on a LAN
+# a live host refuses or accepts a TCP connection within milliseconds).
+OFF_PROBE_SECONDS = 0.2
+
+
 def stonith(config, node):
-    """The configured fence_command (power off, cloud API): exit 0 means the node is off."""
+    """The configured fence_command (power off, cloud API): exit 0 means the node is off,
+    provided its host no longer answers (a command that lied, or moved an address only,
+    does not count)."""
+    from ansible_collections.pgha.cluster.plugins.module_utils import pg_facts
     if not config.get("fence_command"):
         return False
     rc, out = run(config["fence_command"] + [node["name"], node["address"]], 30)
     log("fence_command for %s exited %d: %s" % (node["name"], rc, out))
-    return rc == 0
+    if rc != 0:
+        return False
+    if pg_facts.tcp_probe(node["address"], node["port"], OFF_PROBE_SECONDS)[1]:
+        log("fence_command for %s exited 0 but its host still answers: not counted as fenced" % node["name"],
+            syslog.LOG_ERR)
+        return False
+    return True
 
 
 POWERED_OFF = {"kind": "primary", "timeline": None, "powered_off": True}
@@ -318,9 +336,19 @@ class Executor:
         return promote(self.config, self.postgres, self.named[name])
 
     def do_detach(self, name):
-        """pgpool waits for this process before it looks for the new primary: let it go on and
-        finish the remaining steps in a child (which keeps the failover lock until it is done)."""
+        """The candidate is promoted. An old primary that did not answer may come back: keep
+        trying to fence it (in the background). pgpool waits for this process before it looks
+        for the new primary: let it go on and finish the remaining steps in a child, which
+        keeps the failover lock until it is done, at most DETACHED_SECONDS."""
+        for node in sorted(self.unverified):
+            start_background("fence", node, "pgha failover")
         if not self.detach:
+            return
+        if threading.active_count() > 1:
+            # A fence attempt that lost the race still runs: a fork now could leave the child
+            # waiting for a lock that thread held. pgpool waits for the remaining steps instead.
+            log("not detached: %d fence attempt(s) still running (%.3f s)" % (
+                threading.active_count() - 1, time.monotonic() - self.started))
             return
         log("detached: pgpool goes on with %s as the primary (%.3f s)" % (name, time.monotonic() - self.started))
         if os.fork():
@@ -329,6 +357,8 @@ class Executor:
         devnull = os.open(os.devnull, os.O_RDWR)
         for fd in (0, 1, 2):
             os.dup2(devnull, fd)
+        # The next failover waits for the lock this child holds: never for ever.
+        signal.alarm(DETACHED_SECONDS)
 
     def do_checkpoint(self, name):
         from ansible_collections.pgha.cluster.plugins.module_utils import promotion
@@ -389,11 +419,6 @@ def run_failover(config, failed, candidate=None, force=False, detach=False):
                                          candidate=candidate)
     executor = Executor(config, started, detach)
     result = failover_flow.drive(steps, executor)
-    if result["result"] == "promoted":
-        # An old primary that did not answer may come back: keep trying to stop it. Only
-        # after a promotion: after a refusal it is still the cluster's primary.
-        for name in sorted(executor.unverified):
-            start_background("fence", name, "pgha failover")
     log("failover of %s: %s: %s (%.3f s)"
         % (failed or "the primary", result["result"], result["reason"], time.monotonic() - started),
         syslog.LOG_ERR if result["result"] == "refused" else syslog.LOG_NOTICE)

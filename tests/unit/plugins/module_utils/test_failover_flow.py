@@ -48,10 +48,11 @@ def test_fast_path_fences_then_promotes_the_most_advanced():
     assert "sleep" not in executor.requests and "revoke" not in executor.requests
     # the verified fence of the old primary is recorded on the new one, after the promotion
     assert executor.recorded == ("c", ["a"]) and executor.requests.index("record") > executor.requests.index("promote")
-    # pgpool may go on right after the promotion: the standbys follow, the record and the
-    # checkpoint come after the detach, the standbys first (a synchronous commit waits for them)
+    # pgpool may go on right after the promotion: the record, the standbys and the checkpoint
+    # come after the detach; the record before the standbys (a repoint may wait for a slow one
+    # while the new primary's guard needs the record to count the fenced node)
     after = executor.requests[executor.requests.index("promote") + 1:]
-    assert [r for r in after if r != "log"] == ["detach", "repoint", "record", "checkpoint"]
+    assert [r for r in after if r != "log"] == ["detach", "record", "repoint", "checkpoint"]
 
 
 def test_unreachable_primary_waits_out_the_lease():
@@ -79,6 +80,16 @@ def test_quorum_refusal_in_sync_mode():
     executor = Executor({"a": DOWN, "b": standby(10), "c": DOWN}, fence={"a": {"kind": "primary", "timeline": 1}})
     result = run(executor, sync_required=1, sync_names=("b", "c"))
     assert result["result"] == "refused" and result["stage"] == "quorum"
+    assert "promote" not in executor.requests
+
+
+def test_a_synchronous_standby_powered_off_by_the_fence_command_still_may_hold_acknowledged_commits():
+    """The fence command tells no timeline: a node it powered off is not taken for one that
+    never streamed from the failed primary, so the quorum rule still counts it as missing."""
+    fence = {"a": {"kind": "primary", "timeline": 1}, "c": {"kind": "primary", "timeline": None}}
+    executor = Executor({"a": DOWN, "b": standby(10), "c": DOWN}, fence=fence)
+    result = run(executor, sync_required=1, sync_names=("b", "c"))
+    assert result["result"] == "refused" and result["stage"] == "quorum", result
     assert "promote" not in executor.requests
 
 

@@ -222,16 +222,16 @@ def test_annotate_names_the_upstream_and_the_followed_node():
     assert (out["c"]["upstream"], out["c"]["follows"]) == (None, None)
 
 
-def fake_cluster(tmp_path, running_after_stop, running_before=True):
+def fake_cluster(tmp_path, status_after_stop=3, status_before=0):
     """A layout whose tools are small scripts: pg_controldata names timeline 3, pg_ctl status
-    tells whether a postmaster runs (before and after a stop), pg_ctlcluster (on PATH)
-    records how it was called."""
+    exits with the given codes before and after a stop (0 running, 3 not running, 4 no
+    accessible data directory), pg_ctlcluster (on PATH) records how it was called."""
     bindir, datadir, path = tmp_path / "bin dir", tmp_path / "data dir", tmp_path / "path"
     for directory in (bindir, datadir, path):
         directory.mkdir()
     scripts = {bindir / "pg_controldata": "echo \"Latest checkpoint's TimeLineID:       3\"",
-               bindir / "pg_ctl": "[ -e %s ] && exit %d; exit %d" % (
-                   tmp_path / "stopped", 0 if running_after_stop else 3, 0 if running_before else 3),
+               bindir / "pg_ctl": "[ -e %s ] && exit %d; exit %d" % (tmp_path / "stopped", status_after_stop,
+                                                                    status_before),
                path / "pg_ctlcluster": "echo \"$@\" > %s" % (tmp_path / "stopped")}
     for script, body in scripts.items():
         script.write_text("#!/bin/sh\n%s\n" % body)
@@ -240,11 +240,11 @@ def fake_cluster(tmp_path, running_after_stop, running_before=True):
     return layout, str(path)
 
 
-@pytest.mark.parametrize("running_after_stop, verified", [(False, True), (True, False)])
-def test_the_fence_script_stops_the_layouts_cluster_and_verifies_it(tmp_path, monkeypatch, running_after_stop,
+@pytest.mark.parametrize("status_after_stop, verified", [(3, True), (0, False), (4, False)])
+def test_the_fence_script_stops_the_layouts_cluster_and_verifies_it(tmp_path, monkeypatch, status_after_stop,
                                                                     verified):
     from ansible_collections.pgha.cluster.plugins.module_utils import fencing
-    layout, path = fake_cluster(tmp_path, running_after_stop)
+    layout, path = fake_cluster(tmp_path, status_after_stop)
     monkeypatch.setenv("PATH", path + os.pathsep + os.environ["PATH"])
     result, out = fencing.fence_locally(layout, str(tmp_path / "fenced"), "test", 5432)
     assert (tmp_path / "stopped").read_text().split() == ["15", "main", "stop", "-m", "immediate"]
@@ -254,12 +254,24 @@ def test_the_fence_script_stops_the_layouts_cluster_and_verifies_it(tmp_path, mo
 
 def test_the_fence_script_verifies_a_postmaster_already_gone_without_a_stop(tmp_path, monkeypatch):
     from ansible_collections.pgha.cluster.plugins.module_utils import fencing
-    layout, path = fake_cluster(tmp_path, running_after_stop=False, running_before=False)
+    layout, path = fake_cluster(tmp_path, status_before=3)
     monkeypatch.setenv("PATH", path + os.pathsep + os.environ["PATH"])
     result, out = fencing.fence_locally(layout, str(tmp_path / "fenced"), "test", 5432)
     assert not (tmp_path / "stopped").exists(), "no stop for a postmaster that is gone (kill -9)"
     assert (tmp_path / "fenced").exists()
     assert result == {"kind": "primary", "timeline": 3}, out
+
+
+def test_the_fence_script_stops_and_does_not_verify_when_pg_ctl_cannot_read_the_data_directory(tmp_path, monkeypatch):
+    """pg_ctl status exits 4 for a data directory it cannot read (a wrong layout): that
+    proves nothing about the postmaster, so pg_ctlcluster (which finds the cluster by version
+    and name) still stops it, and the fence is not reported verified."""
+    from ansible_collections.pgha.cluster.plugins.module_utils import fencing
+    layout, path = fake_cluster(tmp_path, status_after_stop=4, status_before=4)
+    monkeypatch.setenv("PATH", path + os.pathsep + os.environ["PATH"])
+    result, out = fencing.fence_locally(layout, str(tmp_path / "fenced"), "test", 5432)
+    assert (tmp_path / "stopped").exists(), "the stop is skipped only for pg_ctl's 'no server running'"
+    assert result is None, out
 
 
 @pytest.mark.parametrize("facts, has_command, plan", [
