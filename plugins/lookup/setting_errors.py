@@ -14,7 +14,8 @@ description:
     variable, the value and what is allowed. An empty list means every setting is valid.
   - Covers the numeric settings of every role (ports, timeouts, health check and watchdog
     periods, the lease), the enumerations (C(pgha_mode), C(pgha_synchronous_mode), ...),
-    the booleans, and the extra settings mappings C(pgpool_settings) and
+    the booleans, the fence commands (an argv list starting with an absolute path), and the
+    extra settings mappings C(pgpool_settings) and
     C(postgresql_settings), which may not replace what pgha sets itself (the failover
     hooks, the watchdog, the replication timeouts the lease rests on).
   - The same table is in C(plugins/module_utils/settings.py); site.yml and every operation

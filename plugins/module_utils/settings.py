@@ -63,6 +63,9 @@ BOOLS = (
     "pgha_synchronous_mode_strict", "pgpool_ssl", "pgha_client_direct",
 )
 
+# Commands run by pgha as an argv list (empty: none); the program by its absolute path.
+COMMANDS = ("pgpool_fence_command", "failover_fence_command")
+
 # name -> (smaller, larger): the first must stay below the second.
 ORDERED = (
     ("pgpool_wd_heartbeat_keepalive", "pgpool_wd_heartbeat_deadtime"),
@@ -139,6 +142,14 @@ def bool_error(name, value):
     return "%s must be true or false, got %r" % (name, value)
 
 
+def command_error(name, value):
+    if not isinstance(value, list) or not all(isinstance(arg, str) and arg for arg in value):
+        return "%s must be a list of arguments, e.g. [\"/usr/local/bin/stonith\", \"--off\"], got %r" % (name, value)
+    if value and not value[0].startswith("/"):
+        return "%s must start with the program's absolute path, got %r" % (name, value[0])
+    return None
+
+
 def extra_settings_errors(name, value, managed, strip_number):
     """Errors of pgpool_settings / postgresql_settings: a mapping of plain names that pgha
     does not set itself."""
@@ -179,6 +190,8 @@ def setting_errors(values):
             error = choice_error(name, value)
         elif name in BOOLS:
             error = bool_error(name, value)
+        elif name in COMMANDS:
+            error = command_error(name, value)
         else:
             continue
         if error:
@@ -191,5 +204,5 @@ def setting_errors(values):
 
 
 def known_settings():
-    return sorted(set(BOUNDS) | set(CHOICES) | set(BOOLS) | {"pgpool_settings", "postgresql_settings"}
+    return sorted(set(BOUNDS) | set(CHOICES) | set(BOOLS) | set(COMMANDS) | {"pgpool_settings", "postgresql_settings"}
                   | {name for pair in ORDERED for name in pair})

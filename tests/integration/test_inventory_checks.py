@@ -1,4 +1,6 @@
 """A bad inventory stops site.yml with a clear message before anything changes."""
+import json
+
 import pytest
 import yaml
 
@@ -75,6 +77,8 @@ BAD_SETTINGS = {
     "pgha_synchronous_mode": ("sometimes", "must be one of off, on, remote_apply"),
     "pgha_mode": ("cloud", "must be one of pgpool, keeper"),
     "replication_basebackup_checkpoint": ("slow", "must be one of fast, spread"),
+    # not an argv list
+    "pgpool_fence_command": ("stonith", "a list of arguments"),
 }
 
 
@@ -90,6 +94,19 @@ def test_site_refuses_bad_settings_before_touching_a_host(ansible, lab):
         assert "%s must be" % name in result.stdout and allowed in result.stdout, (name, outcome(result))
     assert "pgpool_settings: failover_command is set by pgha" in result.stdout
     assert "postgresql_settings: wal_receiver_timeout is set by pgha" in result.stdout
+    recap = [line for line in result.stdout.splitlines() if ": ok=" in line]
+    assert recap and all("changed=0 " in line for line in recap), "\n".join(recap)
+    assert "Site (2/" not in result.stdout
+
+
+def test_site_refuses_a_fence_command_the_pgpool_nodes_cannot_run(ansible, lab):
+    """The hook would find out only when a node is lost: site.yml looks for it on every
+    pgpool node (a read) and stops before any change."""
+    command = ["/usr/local/bin/no-such-stonith", "--off"]
+    result = ansible.playbook("pgha.cluster.site", "-e", json.dumps({"pgpool_fence_command": command}))
+    assert result.returncode != 0
+    assert "pgpool_fence_command: /usr/local/bin/no-such-stonith is not an executable file" in result.stdout, \
+        outcome(result)
     recap = [line for line in result.stdout.splitlines() if ": ok=" in line]
     assert recap and all("changed=0 " in line for line in recap), "\n".join(recap)
     assert "Site (2/" not in result.stdout

@@ -25,6 +25,9 @@ from collection_path import REPO
     ("pgha_tls", "maybe", "pgha_tls must be true or false"),
     ("pgha_client_direct", "sometimes", "pgha_client_direct must be true or false"),
     ("pgha_tls_renew_days", 0, "pgha_tls_renew_days must be between 1 and 365"),
+    ("pgpool_fence_command", "/usr/local/bin/stonith --off", "pgpool_fence_command must be a list of arguments"),
+    ("pgpool_fence_command", ["stonith", "--off"], "pgpool_fence_command must start with the program's absolute path"),
+    ("failover_fence_command", ["/bin/x", 3], "failover_fence_command must be a list of arguments"),
 ])
 def test_a_bad_value_is_named_with_what_is_allowed(name, value, expected):
     errors = settings.setting_errors({name: value})
@@ -35,6 +38,7 @@ def test_a_bad_value_is_named_with_what_is_allowed(name, value, expected):
     ("pgpool_health_check_period", "5"), ("pgha_lease_seconds", "2.5"), ("pgha_postgresql_port", 5433),
     ("pgpool_load_balance_mode", "yes"), ("pgpool_failover_on_backend_error", False),
     ("pgha_synchronous_mode", "remote_apply"), ("switchover_max_lag_bytes", 0),
+    ("pgpool_fence_command", []), ("pgpool_fence_command", ["/usr/local/bin/stonith", "--off"]),
 ])
 def test_good_values_pass(name, value):
     assert settings.setting_errors({name: value}) == []
