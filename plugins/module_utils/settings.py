@@ -61,6 +61,8 @@ BOOLS = (
     "pgpool_load_balance_mode", "failover_force", "failover_cascade", "rebuild_allow_basebackup", "rebuild_basebackup",
     "status_fail_on_warning", "switchover_maintenance", "pgha_break_lock", "pgha_pool_attach_may_fail", "pgha_tls",
     "pgha_synchronous_mode_strict", "pgpool_ssl", "pgha_client_direct",
+    # the operation playbooks' own extra vars (-e force=true, break_lock, basebackup)
+    "force", "break_lock", "basebackup",
 )
 
 # Commands run by pgha as an argv list (empty: none); the program by its absolute path.

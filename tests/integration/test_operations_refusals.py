@@ -141,3 +141,28 @@ def test_failover_refuses_a_candidate_behind_another_standby(ansible, lab, healt
 def set_maintenance(lab, on):
     for node in lab["nodes"]:
         lab_exec(node, ("touch %s" if on else "rm -f %s") % MAINTENANCE)
+
+
+# (playbook, its extra vars with {primary}/{standby} filled in, what the refusal names)
+BAD_OPERATOR_INPUT = [
+    ("follow_primary", ["nodes=pg9"], "nodes must name PostgreSQL nodes"),
+    ("follow_primary", ["nodes="], "nodes must name PostgreSQL nodes"),
+    ("follow_primary", ["nodes={standby},"], "nodes must name PostgreSQL nodes"),
+    ("follow_primary", ["nodes={primary}"], "is the primary, it has nothing to follow"),
+    ("stop", ["break_lock=maybe"], "break_lock must be true or false"),
+    ("rebuild", ["target={standby}", "basebackup=maybe"], "basebackup must be true or false"),
+    ("failover", ["force=maybe"], "force must be true or false"),
+]
+
+
+def test_bad_operator_input_is_refused_naming_it_with_nothing_changed_and_no_lock_left(ansible, lab, healthy_cluster):
+    before = roles(lab)
+    standby = sorted(n for n in lab["nodes"] if n != healthy_cluster)[0]
+    for playbook, extra, message in BAD_OPERATOR_INPUT:
+        args = []
+        for item in extra:
+            args += ["-e", item.format(primary=healthy_cluster, standby=standby)]
+        result = ansible.playbook("pgha.cluster." + playbook, *args)
+        assert result.returncode != 0 and message in result.stdout, (playbook, extra, outcome(result))
+        assert roles(lab) == before, (playbook, extra)
+        assert no_lock_left(lab), (playbook, extra)
