@@ -49,8 +49,10 @@ def lease_enforced(total):
 
 
 def revocation_wait(lease):
-    """Seconds after the last revocation until an unreachable primary has certainly stopped."""
-    return round(lease["lease_seconds"] * (1 + lease["clock_margin"]) + lease["guard_interval"]
+    """Seconds after the last revocation until an unreachable primary has certainly stopped:
+    its guard stamps a confirmation at the beat that sees it (up to one interval after the
+    standby's last reply) and finds the lease expired at a beat (up to one more)."""
+    return round(lease["lease_seconds"] * (1 + lease["clock_margin"]) + 2 * lease["guard_interval"]
                  + lease["stop_seconds"], 3)
 
 
@@ -79,7 +81,11 @@ def guard_step(state, role, replies, now, total, lease, paused=False, fenced=())
     streaming from this node and configured to follow it; fenced: peers recorded as fenced
     for this primary's timeline (fenced_peers). now: a monotonic clock.
     action: "keep" or "fence" (stop PostgreSQL immediately and write the fence lock).
+    role "unknown": the server runs but could not be read (a stall, no connection slot):
+    nothing new is confirmed and the lease runs on; it is fenced once the lease ran out.
     """
+    if role == "unknown":
+        return _unread_step(state, now, total, lease, paused)
     if role != "primary":
         return {"replies": {}, "confirmed": {}, "majority_at": None}, "keep", "not a primary"
     confirmed = dict((n, t) for n, t in state.get("confirmed", {}).items() if n in replies)
@@ -104,6 +110,26 @@ def guard_step(state, role, replies, now, total, lease, paused=False, fenced=())
         return new_state, "fence", ("not confirmed by a majority of %d nodes for %.1f s (confirmed by: %s)"
                                     % (total, now - majority_at, ", ".join(backing) or "nobody"))
     return new_state, "keep", "confirmed by %s" % (", ".join(backing) or "itself (grace)")
+
+
+def _unread_step(state, now, total, lease, paused):
+    majority_at = state.get("majority_at")
+    if majority_at is None or paused or not lease_enforced(total):
+        new_state = dict(state, majority_at=now) if paused and majority_at is not None else state
+        return new_state, "keep", "could not read this server"
+    if now - majority_at > lease["lease_seconds"]:
+        return state, "fence", ("could not read this server and not confirmed by a majority of %d nodes for %.1f s"
+                                % (total, now - majority_at))
+    return state, "keep", "could not read this server (last confirmed %.1f s ago)" % (now - majority_at)
+
+
+def peer_replies(rows, peers):
+    """{standby: reply_time} of the pg_stat_replication rows that are the cluster's own
+    standbys: the application_name of a peer, from that peer's address. Another replication
+    client (pg_receivewal, a backup, a logical subscriber) never confirms a primary."""
+    return dict((row["application_name"], row["reply"]) for row in rows
+                if peers.get(row["application_name"]) and str(row.get("client_addr") or "").split("/")[0]
+                == peers[row["application_name"]])
 
 
 def standing_fenced(fenced, replies):

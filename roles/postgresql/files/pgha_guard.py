@@ -26,6 +26,7 @@ Settings: /etc/pgha/guard.json (written by the postgresql role). Logs go to the 
 import json
 import shlex
 import os
+import subprocess
 import sys
 import time
 from contextlib import closing
@@ -51,29 +52,42 @@ def local_params(config):
             "login_db": "postgres", "connect_timeout": 2}
 
 
-def read_local(config, postgres, promotion):
+def read_local(config, postgres, promotion, safety):
     """(role, {standby: reply_time}, primary facts: timeline, async (the guard's override of
     synchronous_standby_names), streaming: standbys caught up) of this node's server; role
-    None when it does not answer."""
+    None when its postmaster is gone, "unknown" when it runs but could not be read."""
     try:
         conn = postgres.connect(local_params(config))
     except postgres.PgConnectError:
-        return None, {}, {}
+        return unread(config), {}, {}
     try:
         if postgres.query_one(conn, "SELECT pg_is_in_recovery() AS r")["r"]:
             return "standby", {}, {}
-        rows = postgres.query(conn, "SELECT application_name, reply_time::text AS reply, state FROM "
-                                    "pg_stat_replication WHERE state IN ('streaming', 'catchup')")
+        rows = postgres.query(conn, "SELECT application_name, host(client_addr) AS client_addr, "
+                                    "reply_time::text AS reply, state FROM pg_stat_replication "
+                                    "WHERE state IN ('streaming', 'catchup')")
         facts = postgres.query_one(
             conn, "SELECT " + promotion.CURRENT_TIMELINE + " AS timeline, (SELECT count(*) > 0 FROM pg_file_settings "
                   "WHERE name = 'synchronous_standby_names' AND applied AND setting = '' "
                   "AND sourcefile LIKE '%postgresql.auto.conf') AS async")
-        facts["streaming"] = sorted(r["application_name"] for r in rows if r["state"] == "streaming")
-        return "primary", dict((r["application_name"], r["reply"]) for r in rows), facts
+        peers = dict((n["name"], n["address"]) for n in config["nodes"] if n["name"] != config["name"])
+        replies = safety.peer_replies(rows, peers)
+        facts["streaming"] = sorted(r["application_name"] for r in rows
+                                    if r["state"] == "streaming" and r["application_name"] in replies)
+        return "primary", replies, facts
     except postgres.DRIVER_ERRORS:
-        return None, {}, {}
+        return unread(config), {}, {}
     finally:
         conn.close()
+
+
+def unread(config):
+    """None when the postmaster is gone (pg_ctl status: 3), else "unknown" (it may be a
+    primary that still takes writes: its lease runs on)."""
+    layout = config["layout"]
+    status = subprocess.run([os.path.join(layout["bindir"], "pg_ctl"), "status", "-D", layout["datadir"]],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False, timeout=10)
+    return None if status.returncode == 3 else "unknown"
 
 
 def read_fenced_peers(config, facts, safety):
@@ -130,14 +144,23 @@ def paused(config):
     return bool(marker) or os.path.exists(config["bootstrap_file"])
 
 
+def clock():
+    """Seconds that go on while the machine is suspended (a monotonic clock stops there: a
+    primary resumed after a suspend must see its lease as old as it is)."""
+    return time.clock_gettime(time.CLOCK_BOOTTIME)
+
+
 def save_state(config, state, mono):
     """majority_at as wall-clock time, so a restarted guard does not grant itself a new lease."""
     if state.get("majority_at") is None:
         return
     wall = time.time() - (mono - state["majority_at"])
-    with open(config["state_file"] + ".tmp", "w") as handle:
-        json.dump({"majority_at_wall": wall}, handle)
-    os.replace(config["state_file"] + ".tmp", config["state_file"])
+    try:
+        with open(config["state_file"] + ".tmp", "w") as handle:
+            json.dump({"majority_at_wall": wall}, handle)
+        os.replace(config["state_file"] + ".tmp", config["state_file"])
+    except OSError as exc:  # the lease decision goes on without it
+        log("could not save the lease state: %s" % exc)
 
 
 def restored_state(config, mono):
@@ -152,13 +175,13 @@ def restored_state(config, mono):
 def run(config):
     from ansible_collections.pgha.cluster.plugins.module_utils import fencing, postgres, promotion, safety
     lease, total = config["lease"], len(config["nodes"])
-    state = restored_state(config, time.monotonic())
+    state = restored_state(config, clock())
     log("guarding %s: %d nodes, lease %.1f s, enforced %s" % (config["name"], total, lease["lease_seconds"],
                                                               config["enforce"] and safety.lease_enforced(total)))
     last_reason, sync_seen = None, {}
     while True:
-        started = time.monotonic()
-        role, replies, facts = read_local(config, postgres, promotion)
+        started = clock()
+        role, replies, facts = read_local(config, postgres, promotion, safety)
         is_paused = paused(config)
         fenced = read_fenced_peers(config, facts, safety) if role == "primary" else []
         state, action, reason = safety.guard_step(state, role, replies, started, total if config["enforce"] else 1,
@@ -173,11 +196,11 @@ def run(config):
                                                 "pgha-guard: %s" % reason, config["port"])
             log("fence %s: %s" % ("verified" if result else "NOT verified", out))
             state = {}
-        elif reason != last_reason and role == "primary":
+        elif reason != last_reason and role in ("primary", "unknown"):
             log(reason)
         last_reason = reason
         clear_bootstrap(config, role, replies, safety, total)
-        time.sleep(max(0.05, lease["guard_interval"] - (time.monotonic() - started)))
+        time.sleep(max(0.05, lease["guard_interval"] - (clock() - started)))
 
 
 def clear_bootstrap(config, role, replies, safety, total):

@@ -12,7 +12,7 @@ LEASE = dict(safety.DEFAULT_LEASE)
 def test_majority_and_lease_enforcement():
     assert [safety.majority(n) for n in (1, 2, 3, 4, 5)] == [1, 2, 2, 3, 3]
     assert not safety.lease_enforced(2) and safety.lease_enforced(3)
-    assert safety.revocation_wait(LEASE) == pytest.approx(3.0 * 1.1 + 0.5 + 1.0)
+    assert safety.revocation_wait(LEASE) == pytest.approx(3.0 * 1.1 + 2 * 0.5 + 1.0)
 
 
 def beats(replies_per_beat, total=3, start=0.0, step=0.5, paused=False, fenced=()):
@@ -84,6 +84,37 @@ def test_fenced_peers_read_only_the_record_of_this_timeline(record, timeline, ex
 ])
 def test_fenced_record_adds_to_this_timelines_record(record, fenced, expected):
     assert safety.fenced_record(record, 7, fenced) == expected
+
+
+def test_guard_that_cannot_read_its_primary_lets_the_lease_run_out_and_fences():
+    """A failed read (a stall, no connection slot) confirms nothing and resets nothing: a
+    cut-off primary whose guard fails a read now and then still stops within its lease."""
+    state, now = {}, 0.0
+    for i in range(4):                                   # confirmed by b until 1.5 s
+        state, action, _ = safety.guard_step(state, "primary", {"b": i}, now, 3, LEASE)
+        now += 0.5
+    actions = []
+    for role in ["unknown", "primary", "unknown", "unknown", "primary", "unknown", "unknown", "unknown"]:
+        state, action, reason = safety.guard_step(state, role, {"b": 3} if role == "primary" else {}, now, 3, LEASE)
+        actions.append(action)
+        now += 0.5
+    assert actions[-1] == "fence" and "could not read this server" in reason, actions
+    assert actions.index("fence") <= 6                   # 3 s after the last confirmation at 1.5 s
+
+
+def test_guard_that_cannot_read_a_server_it_never_saw_as_primary_keeps():
+    assert safety.guard_step({}, "unknown", {}, 10.0, 3, LEASE)[1] == "keep"
+
+
+@pytest.mark.parametrize("rows, replies", [
+    ([{"application_name": "b", "client_addr": "10.0.0.2", "reply": "t1"}], {"b": "t1"}),
+    ([{"application_name": "b", "client_addr": "10.0.0.9", "reply": "t1"}], {}),       # not from b's address
+    ([{"application_name": "pg_receivewal", "client_addr": "10.0.0.2", "reply": "t1"}], {}),   # not a peer
+    ([{"application_name": "b", "client_addr": None, "reply": "t1"}], {}),             # a local client
+    ([{"application_name": "a", "client_addr": "10.0.0.1", "reply": "t1"}], {}),       # itself
+])
+def test_only_the_clusters_own_standbys_confirm_a_primary(rows, replies):
+    assert safety.peer_replies(rows, {"b": "10.0.0.2", "c": "10.0.0.3"}) == replies
 
 
 def test_guard_on_a_standby_resets():
