@@ -25,7 +25,7 @@ BOUNDS = {
     "pgpool_health_check_timeout": ("int", 1, 3600),
     "pgpool_health_check_max_retries": ("int", 0, 100),
     "pgpool_health_check_retry_delay": ("int", 1, 3600),
-    "pgpool_sr_check_period": ("int", 1, 3600),
+    "pgpool_sr_check_period": ("int", 0, 3600),
     "pgpool_num_init_children": ("int", 1, 10000),
     "pgpool_max_pool": ("int", 1, 1000),
     "pgpool_wd_heartbeat_keepalive": ("int", 1, 60),
