@@ -128,7 +128,7 @@ def peer_replies(rows, peers):
     standbys: the application_name of a peer, from that peer's address. Another replication
     client (pg_receivewal, a backup, a logical subscriber) never confirms a primary."""
     return dict((row["application_name"], row["reply"]) for row in rows
-                if peers.get(row["application_name"]) and str(row.get("client_addr") or "").split("/")[0]
+                if peers.get(row["application_name"]) and str(row.get("client_addr") or "").split("/", maxsplit=1)[0]
                 == peers[row["application_name"]])
 
 

@@ -91,7 +91,7 @@ def test_guard_that_cannot_read_its_primary_lets_the_lease_run_out_and_fences():
     cut-off primary whose guard fails a read now and then still stops within its lease."""
     state, now = {}, 0.0
     for i in range(4):                                   # confirmed by b until 1.5 s
-        state, action, _ = safety.guard_step(state, "primary", {"b": i}, now, 3, LEASE)
+        state = safety.guard_step(state, "primary", {"b": i}, now, 3, LEASE)[0]
         now += 0.5
     actions = []
     for role in ["unknown", "primary", "unknown", "unknown", "primary", "unknown", "unknown", "unknown"]:
@@ -261,8 +261,8 @@ def fake_cluster(tmp_path, status_after_stop=3, status_before=0):
     for directory in (bindir, datadir, path):
         directory.mkdir()
     scripts = {bindir / "pg_controldata": "echo \"Latest checkpoint's TimeLineID:       3\"",
-               bindir / "pg_ctl": "[ -e %s ] && exit %d; exit %d" % (tmp_path / "stopped", status_after_stop,
-                                                                    status_before),
+               bindir / "pg_ctl": "[ -e %s ] && exit %d; exit %d" % (
+                   tmp_path / "stopped", status_after_stop, status_before),
                path / "pg_ctlcluster": "echo \"$@\" > %s" % (tmp_path / "stopped")}
     for script, body in scripts.items():
         script.write_text("#!/bin/sh\n%s\n" % body)
