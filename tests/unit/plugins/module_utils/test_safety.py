@@ -293,6 +293,22 @@ def test_the_fence_script_verifies_a_postmaster_already_gone_without_a_stop(tmp_
     assert result == {"kind": "primary", "timeline": 3}, out
 
 
+def test_the_fence_script_kills_what_a_killed_postmaster_left_running(tmp_path, monkeypatch):
+    """After a kill -9 of the postmaster its backends and WAL senders run on until they notice
+    (they could still commit and stream): the processes working in the data directory."""
+    import subprocess
+    from ansible_collections.pgha.cluster.plugins.module_utils import fencing
+    layout, path = fake_cluster(tmp_path, status_before=3)
+    monkeypatch.setenv("PATH", path + os.pathsep + os.environ["PATH"])
+    orphan = subprocess.Popen(["sleep", "30"], cwd=layout["datadir"])
+    try:
+        result, out = fencing.fence_locally(layout, str(tmp_path / "fenced"), "test", 5432)
+        assert orphan.wait(5) == -9, "the orphan still runs"
+        assert result == {"kind": "primary", "timeline": 3}, out
+    finally:
+        orphan.kill()
+
+
 def test_the_fence_script_stops_and_does_not_verify_when_pg_ctl_cannot_read_the_data_directory(tmp_path, monkeypatch):
     """pg_ctl status exits 4 for a data directory it cannot read (a wrong layout): that
     proves nothing about the postmaster, so pg_ctlcluster (which finds the cluster by version
