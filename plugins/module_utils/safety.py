@@ -48,6 +48,15 @@ def lease_enforced(total):
     return total >= 3
 
 
+def pause_holds(total, answering_peers):
+    """Whether a planned operation's marker may pause this primary's lease: only while the
+    node reaches a majority of the cluster's hosts (answering_peers: peers whose host answered
+    a probe). A playbook cannot remove its marker from a host it no longer reaches, while the
+    others, unpaused, may promote: a primary cut off with a marker left on it must stop as
+    the lease says."""
+    return 1 + answering_peers >= majority(total)
+
+
 def revocation_wait(lease):
     """Seconds after the last revocation until an unreachable primary has certainly stopped:
     its guard stamps a confirmation at the beat that sees it (up to one interval after the

@@ -3,7 +3,9 @@ client on the host still reaches it directly while its peers do not.
 
 - primary cut from every peer: its node guard stops it once no majority confirmed it for
   the lease; only then does the other side promote. A direct writer to the old primary
-  must see no commit acknowledged after the new primary's first one.
+  must see no commit acknowledged after the new primary's first one. A playbook's operation
+  lock is left on the old primary alone (as when a playbook loses the host before it can
+  give the lock back): it must not pause the lease of a node that no longer reaches its peers.
 - only the watchdog leader's view of the primary cut (or, when the leader is the primary,
   one standby's): the other standby still streams from the primary, so nothing is
   promoted and the primary keeps taking writes.
@@ -15,6 +17,8 @@ import pytest
 from cluster_probe import (LIVENESS_NODE_LOSS, FreshWriter, Sampler, Writer, check_no_acked_row_lost, followers_ok, lab_cli,
                            lab_exec, pool_attached, primaries, stopped, survey, vip_holders, wait_for)
 from conftest import outcome, report
+
+OPERATION_LOCK = "/var/lib/pgha/operation.lock"   # pgha_operation_lock
 
 
 def started(*threads):
@@ -32,6 +36,8 @@ def test_primary_cut_from_its_peers_stops_before_the_promotion(lab, ansible, hea
     via_vip, direct, sampler = started(FreshWriter(lab), Writer(lab, host=old_address, port=5432), Sampler(lab))
     started(*to_peers)
     assert wait_for(lambda: len(via_vip.acked) > 20 and len(direct.acked) > 20, 20), "writers never wrote"
+    left = lab_exec(old, "mkdir %s && echo 'switchover left-by-test' > %s/holder" % (OPERATION_LOCK, OPERATION_LOCK))
+    assert left.returncode == 0, left.stderr
     cut_at = float(lab_cli("partition", old, "--from", ",".join(peers)).split()[0])
     try:
         first = wait_for(lambda: sorted((t, s) for writer in to_peers for _, t, s in writer.acked if t > cut_at),
@@ -44,6 +50,7 @@ def test_primary_cut_from_its_peers_stops_before_the_promotion(lab, ansible, hea
         assert lab_exec(old, "test -e /var/lib/pgha/fenced").returncode == 0, "the old primary is not fenced"
     finally:
         lab_cli("heal", old)
+        lab_exec(old, "rm -rf %s" % OPERATION_LOCK)
     stopped(via_vip, direct, sampler, *to_peers)
     assert sampler.two_primaries == [], "two primaries acknowledging commits: %s" % sampler.two_primaries[:3]
     new = [n for n, a in lab["nodes"].items() if a == first[0][1]][0]
@@ -53,8 +60,9 @@ def test_primary_cut_from_its_peers_stops_before_the_promotion(lab, ansible, hea
     assert result.returncode == 0, outcome(result)
     assert wait_for(lambda: followers_ok(lab, new), 30)
     assert wait_for(lambda: pool_attached(lab, list(lab["nodes"])), 30), "pgpool did not attach every node"
-    report("chaos.txt", "partition of the primary %s from %s: old primary answered writes until +%.2f s, first write "
-           "on %s at +%.2f s, 0 commits acknowledged by the old primary after it, %d direct commits during the cut"
+    report("chaos.txt", "partition of the primary %s from %s (an operation lock left on it): old primary answered "
+           "writes until +%.2f s, first write on %s at +%.2f s, 0 commits acknowledged by the old primary after it, "
+           "%d direct commits during the cut"
            % (old, ",".join(peers), old_last - cut_at, new, first[0][0] - cut_at,
               len([1 for _, t, _ in direct.acked if t > cut_at])))
 

@@ -13,7 +13,9 @@ wrote on this node for this timeline: safety.fenced_peers). With synchronous rep
 and pgha_synchronous_mode_strict false, it turns asynchronous replication on while no
 listed standby streams and the lease holds without one, and off again once one streams.
 Paused while the maintenance marker, the operation lock of a playbook (failover.yml,
-switchover.yml) or the bootstrap marker of a new cluster exists.
+switchover.yml) or the bootstrap marker of a new cluster exists, as long as the node reaches
+a majority of the cluster's hosts (safety.pause_holds: a marker left on a cut-off primary
+must not keep it writable).
 
 start-check: decides with safety.start_decision whether this node may start: a standby
 always; a fenced node never; a primary only when no other node runs as primary or on a
@@ -28,10 +30,14 @@ import shlex
 import os
 import subprocess
 import sys
+import threading
 import time
 from contextlib import closing
 
 CONFIG = os.environ.get("PGHA_GUARD_CONFIG", "/etc/pgha/guard.json")
+# The peers are probed (in parallel) only while a marker is in force; the probe fits in a
+# beat (guard_interval 0.5 s), so the lease is found expired as soon as unpaused.
+PAUSE_PROBE_SECONDS = 0.2
 
 
 def load_config():
@@ -144,6 +150,38 @@ def paused(config):
     return bool(marker) or os.path.exists(config["bootstrap_file"])
 
 
+def peers_answering(config, pg_facts, timeout=PAUSE_PROBE_SECONDS):
+    """How many peers' hosts answer a TCP probe of their PostgreSQL port (refused counts)."""
+    answers = []
+
+    def probe(node):
+        if pg_facts.tcp_probe(node["address"], node["port"], timeout)[1]:
+            answers.append(node["name"])
+
+    threads = [threading.Thread(target=probe, args=(n,), daemon=True)
+               for n in config["nodes"] if n["name"] != config["name"]]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout + 0.1)
+    return len(answers)
+
+
+def pause_in_force(config, role, pg_facts, safety):
+    """(whether a marker pauses the lease, why not when one exists): it pauses a primary's
+    lease only while the node reaches a majority of hosts."""
+    if not paused(config):
+        return False, None
+    total = len(config["nodes"])
+    if role not in ("primary", "unknown") or not config["enforce"] or not safety.lease_enforced(total):
+        return True, None
+    answering = peers_answering(config, pg_facts)
+    if safety.pause_holds(total, answering):
+        return True, None
+    return False, ("a planned operation's marker is in force, but only %d of %d peers' hosts answer: the lease "
+                   "applies (the others may promote)" % (answering, total - 1))
+
+
 def clock():
     """Seconds that go on while the machine is suspended (a monotonic clock stops there: a
     primary resumed after a suspend must see its lease as old as it is)."""
@@ -173,16 +211,19 @@ def restored_state(config, mono):
 
 
 def run(config):
-    from ansible_collections.pgha.cluster.plugins.module_utils import fencing, postgres, promotion, safety
+    from ansible_collections.pgha.cluster.plugins.module_utils import fencing, pg_facts, postgres, promotion, safety
     lease, total = config["lease"], len(config["nodes"])
     state = restored_state(config, clock())
     log("guarding %s: %d nodes, lease %.1f s, enforced %s" % (config["name"], total, lease["lease_seconds"],
                                                               config["enforce"] and safety.lease_enforced(total)))
-    last_reason, sync_seen = None, {}
+    last_reason, last_override, sync_seen = None, None, {}
     while True:
         started = clock()
         role, replies, facts = read_local(config, postgres, promotion, safety)
-        is_paused = paused(config)
+        is_paused, overridden = pause_in_force(config, role, pg_facts, safety)
+        if overridden and overridden != last_override:
+            log(overridden)
+        last_override = overridden
         fenced = read_fenced_peers(config, facts, safety) if role == "primary" else []
         state, action, reason = safety.guard_step(state, role, replies, started, total if config["enforce"] else 1,
                                                   lease, is_paused, fenced)

@@ -48,6 +48,14 @@ def test_guard_never_fences_without_lease_or_while_paused(total, paused):
     assert set(actions) == {"keep"}
 
 
+@pytest.mark.parametrize("total, answering, holds", [
+    (3, 2, True), (3, 1, True), (3, 0, False),        # cut off: the lease applies despite the marker
+    (5, 2, True), (5, 1, False), (4, 1, False), (4, 2, True),
+])
+def test_a_marker_pauses_the_lease_only_while_a_majority_of_hosts_answer(total, answering, holds):
+    assert safety.pause_holds(total, answering) is holds
+
+
 @pytest.mark.parametrize("total, fenced, replies, fences", [
     (3, ["a"], {}, False),                  # its last standby gone too: itself + the fenced old primary
     (5, ["a"], {"b": 1}, True),             # 2 of 5 (b stopped replying): not a majority

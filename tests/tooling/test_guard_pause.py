@@ -1,0 +1,84 @@
+"""The node guard's pause (roles/postgresql/files/pgha_guard.py, loaded from its file): a
+planned operation's marker pauses a primary's lease only while the node reaches a majority
+of the cluster's hosts. A playbook cannot remove its marker from a primary that was cut off,
+while the others, no longer paused, may promote. The peers here are real sockets: one that
+listens, one refused port, one whose accept queue is full (its host drops the connection
+attempt, as a host cut away or powered off does)."""
+import importlib.util
+import socket
+import time
+
+import pytest
+
+from collection_path import REPO
+from ansible_collections.pgha.cluster.plugins.module_utils import pg_facts, safety
+
+@pytest.fixture()
+def guard(monkeypatch):
+    spec = importlib.util.spec_from_file_location("pgha_guard", REPO / "roles" / "postgresql" / "files" / "pgha_guard.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    monkeypatch.setattr(module, "paused", lambda config: True)
+    return module
+
+
+@pytest.fixture()
+def listening():
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen()
+        yield server.getsockname()[1]
+
+
+@pytest.fixture()
+def silent():
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen(0)
+        port = server.getsockname()[1]
+        queued = socket.create_connection(("127.0.0.1", port), 1)   # fills the queue: later SYNs are dropped
+        try:
+            yield port
+        finally:
+            queued.close()
+
+
+def refused_port():
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]     # closed again: a connection is refused
+
+
+def config(peers):
+    nodes = [{"name": "self", "address": "127.0.0.1", "port": 1}] + [
+        {"name": "peer%d" % i, "address": address, "port": port} for i, (address, port) in enumerate(peers)]
+    return {"nodes": nodes, "name": "self", "enforce": True}
+
+
+def test_a_marker_pauses_the_lease_of_a_primary_that_reaches_its_peers(guard, listening):
+    assert guard.pause_in_force(config([("127.0.0.1", listening), ("127.0.0.1", refused_port())]), "primary",
+                                pg_facts, safety) == (True, None)
+
+
+def test_a_marker_pauses_the_lease_while_one_peer_of_two_answers(guard, listening, silent):
+    assert guard.pause_in_force(config([("127.0.0.1", listening), ("127.0.0.1", silent)]), "primary",
+                                pg_facts, safety) == (True, None)
+
+
+def test_a_marker_left_on_a_cut_off_primary_does_not_pause_its_lease(guard, silent):
+    started = time.monotonic()
+    in_force, why = guard.pause_in_force(config([("127.0.0.1", silent)] * 2), "unknown", pg_facts, safety)
+    assert time.monotonic() - started < 0.5, "the probes must fit in one beat of the guard"
+    assert not in_force and "only 0 of 2 peers' hosts answer: the lease applies" in why
+
+
+def test_a_marker_pauses_a_standby_and_a_two_node_cluster_without_probes(guard, monkeypatch, silent):
+    monkeypatch.setattr(guard, "peers_answering", lambda *args: pytest.fail("probed"))
+    assert guard.pause_in_force(config([("127.0.0.1", silent)] * 2), "standby", pg_facts, safety) == (True, None)
+    assert guard.pause_in_force(config([("127.0.0.1", silent)]), "primary", pg_facts, safety) == (True, None)
+
+
+def test_without_a_marker_nothing_pauses(guard, monkeypatch):
+    monkeypatch.setattr(guard, "paused", lambda config: False)
+    assert guard.pause_in_force(config([("127.0.0.1", refused_port())] * 2), "primary", pg_facts, safety) == (
+        False, None)
