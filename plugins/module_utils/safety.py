@@ -180,7 +180,9 @@ def start_decision(local, peers, total, arbiter=None, start_refusal=keeper.start
     """May this node start PostgreSQL? Returns {"start", "write_lock", "retry", "reason"}.
 
     local: {"standby_signal", "fence_lock", "timeline", "name", "bootstrap" (a new cluster's
-    first primary, before its standbys exist)}; peers: {name: {"reachable",
+    first primary, before its standbys exist), "forced" (the operator's start.yml force=true:
+    starts without the confirmation, never against a lock, another primary or a newer
+    timeline)}; peers: {name: {"reachable",
     "in_recovery", "timeline", "follows"}} where follows names the node a standby is
     configured to stream from. arbiter: keeper mode only, {"lease": the arbiter's lease row,
     None when it does not answer}: the lease decides who may be primary.
@@ -201,16 +203,25 @@ def start_decision(local, peers, total, arbiter=None, start_refusal=keeper.start
     if newer:
         return _start(False, "%s is on a newer timeline than this node (%s): a failover happened, rebuild "
                       "this node" % (", ".join(newer), local.get("timeline")), lock=True)
-    if not lease_enforced(total):
-        return _start(True, "no other primary answers")
     if local.get("bootstrap"):
         return _start(True, "first start of a new cluster (bootstrap marker): its standbys do not exist yet")
     confirming = sorted(n for n, p in answering.items() if p.get("follows") == local.get("name"))
-    if 1 + len(confirming) >= majority(total):
+    # Two nodes have no majority but both: a peer that does not answer may have been promoted
+    # while this node was off (powered off by the fence command: no lock written) and be cut
+    # away now. Only a standby following this node proves there is no other primary.
+    needed = majority(total) if lease_enforced(total) else min(total, 2)
+    if 1 + len(confirming) >= needed:
         return _start(True, "confirmed by %s" % ", ".join(confirming or ["itself"]))
+    waiting = ("only %d of %d nodes confirm this primary (standbys following it: %s); %s" % (
+        1 + len(confirming), total, ", ".join(confirming) or "none",
+        "a majority is needed" if lease_enforced(total) else
+        "with two nodes the peer must answer as a standby following it (it may have been promoted while this "
+        "node was off)"))
+    if local.get("forced"):
+        return _start(True, "started by the operator's force although %s" % waiting)
     return {"start": False, "write_lock": False, "retry": True,
-            "reason": "only %d of %d nodes confirm this primary (standbys following it: %s); a majority "
-                      "is needed" % (1 + len(confirming), total, ", ".join(confirming) or "none")}
+            "reason": waiting + "; start the standbys first or, if they are lost for good, pgha.cluster.start "
+                                "-e force=true"}
 
 
 def _start_by_lease(local, answering, lease, start_refusal):

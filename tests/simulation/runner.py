@@ -55,7 +55,7 @@ def report(seed, events, policy=None, model=sim, **options):
         return "seed %d: no violation\n" % seed + "\n".join(world.timeline)
     except sim.Violation as exc:
         return ("seed %d (%s): %s\n%s\nfinal state:\n%s" % (
-            seed, ", ".join("%s=%s" % (k, getattr(exc.world, k)) for k in ("sync", "strict") if hasattr(exc.world, k)),
+            seed, ", ".join("%s=%s" % (k, getattr(exc.world, k)) for k in ("sync", "strict", "power_fence") if hasattr(exc.world, k)),
             exc, "\n".join(exc.world.timeline), exc.world.state()))
 
 

@@ -72,8 +72,10 @@ class Node:
 
 
 class World:
-    def __init__(self, seed, nodes=3, sync=True, strict=False, lease=None, policy=None):
+    def __init__(self, seed, nodes=3, sync=True, strict=False, lease=None, policy=None, power_fence=False):
         rng = random.Random(seed)
+        # pgpool_fence_command: a power switch the hook reaches whatever the network does.
+        self.power_fence = power_fence
         # The decisions under test: the real ones unless a test passes another policy.
         self.policy = policy or Policy()
         self.rng, self.t, self.ticks, self.seed = rng, 0.0, 0, seed
@@ -310,7 +312,9 @@ class World:
         return self.leader_cache[1]
 
     def elect(self):
-        need = safety.majority(len(self.names))
+        # Two pgpools: a lone one leads without quorum and fails over (failover_when_quorum_exists
+        # off; it holds no virtual IP). Cut from each other, both lead: the first one's hook runs here.
+        need = safety.majority(len(self.names)) if len(self.names) > 2 else 1
         for name in self.names:
             if self.nodes[name].powered and 1 + sum(self.link(name, o) for o in self.names if o != name) >= need:
                 return name
@@ -418,10 +422,15 @@ class World:
         return facts
 
     def fence(self, src, name):
-        """The hook's ssh fence: lock + immediate stop (a standby: stop following, stop)."""
+        """The hook's ssh fence: lock + immediate stop (a standby: stop following, stop); else
+        the power fence when there is one: the node off, no lock written, no timeline told."""
         node = self.nodes[name]
         if not (node.powered and self.link(src, name)):
-            return None
+            if not self.power_fence:
+                return None
+            self.ev_poweroff(name)
+            self.log("hook: %s powered off by the fence command" % name)
+            return {"kind": "primary", "timeline": None, "powered_off": True}
         if node.primary:
             node.fence_lock, node.running = True, False
         node.follows, node.receiver_up = None, False
@@ -557,15 +566,18 @@ def drive(world, schedule, settle, tail, repairs, liveness=LIVENESS):
                     world.apply(("rebuild", name))
 
 
-def run(seed, events=None, nodes=None, sync=None, strict=None, max_events=50, policy=None):
+def run(seed, events=None, nodes=None, sync=None, strict=None, max_events=50, policy=None, power_fence=None):
     """One schedule; returns the world. Raises Violation with the timeline on a broken invariant."""
     rng = random.Random(seed)
     drawn = draw_cluster(rng)
     nodes = drawn[0] if nodes is None else nodes
     sync = drawn[1] if sync is None else sync
     strict = drawn[2] if strict is None else strict
-    world = World(seed, nodes=nodes, sync=sync, strict=strict, policy=policy)
-    schedule = random_schedule(rng, world.names, max_events) if events is None else events
+    schedule = random_schedule(rng, ["n%d" % i for i in range(1, nodes + 1)], max_events)
+    schedule = schedule if events is None else events
+    # Drawn after the schedule, so that a seed's schedule stays what run_schedule gives.
+    power_fence = rng.random() < 0.4 if power_fence is None else power_fence
+    world = World(seed, nodes=nodes, sync=sync, strict=strict, policy=policy, power_fence=power_fence)
     try:
         drive(world, schedule, SETTLE, 5, repair(world.names))
         # A quorum refusal waits for the operator's force=true by design: not a liveness bug.

@@ -4,6 +4,8 @@ import os
 
 import pytest
 
+from ansible_collections.pgha.cluster.plugins.module_utils import safety
+
 import keeper_sim
 import legacy
 import runner
@@ -64,6 +66,33 @@ def test_returning_primary_stays_down():
     starts = [line for line in world.timeline if line.split()[1:3] == ["n1", "start"]]
     assert starts and "refused" in starts[0], "\n".join(world.timeline)
     assert primary_of(world) in ("n2", "n3")
+
+
+# Two nodes, the primary powered off by pgpool_fence_command (no fence lock written), the link
+# between the nodes cut, the old primary powered on (found by the simulator, seed 8 shrunk).
+POWER_FENCED_THEN_CUT = [(11.9, ("poweroff", "n1")), (15.4, ("cut", "n1", "n2")), (40.7, ("poweron", "n1"))]
+
+
+class TwoNodeStartWithoutConfirmation(sim.Policy):
+    """The start rule before this fix: with two nodes, start when no other primary answers."""
+    @staticmethod
+    def start_decision(local, peers, total):
+        if total == 2 and not local.get("standby_signal") and not local.get("fence_lock") and not any(
+                p.get("reachable") for p in peers.values()):
+            return {"start": True, "write_lock": False, "retry": False, "reason": "no other primary answers"}
+        return safety.start_decision(local, peers, total)
+
+
+def test_two_nodes_a_power_fenced_primary_powered_on_while_cut_away_does_not_start():
+    world = sim.run(8, events=POWER_FENCED_THEN_CUT, nodes=2, sync=False, strict=True, power_fence=True)
+    lines = "\n".join(world.timeline)
+    assert "n1 powered off by the fence command" in lines and "n2 promoted" in lines, lines
+    refused_at = [line for line in world.timeline if "n1 start" in line or "n1 started" in line]
+    assert refused_at and "n1 started" not in refused_at[0], lines
+    assert primary_of(world) == "n2", lines
+    with pytest.raises(sim.Violation, match="two running primaries"):
+        sim.run(8, events=POWER_FENCED_THEN_CUT, nodes=2, sync=False, strict=True, power_fence=True,
+                policy=TwoNodeStartWithoutConfirmation())
 
 
 def test_primary_and_its_last_acknowledging_standby_gone_is_refused():

@@ -19,8 +19,8 @@ must not keep it writable).
 
 start-check: decides with safety.start_decision whether this node may start: a standby
 always; a fenced node never; a primary only when no other node runs as primary or on a
-newer timeline and (three nodes or more) a majority confirms it (standbys configured to
-follow it); in keeper mode only when the arbiter's lease names it or an older timeline. It
+newer timeline and a majority confirms it (standbys configured to follow it; with two
+nodes, the standby; start.yml -e force=true skips this confirmation once); in keeper mode only when the arbiter's lease names it or an older timeline. It
 waits up to start_wait seconds for peers and the arbiter to answer (network not up at boot).
 
 Settings: /etc/pgha/guard.json (written by the postgresql role). Logs go to the journal.
@@ -38,6 +38,9 @@ CONFIG = os.environ.get("PGHA_GUARD_CONFIG", "/etc/pgha/guard.json")
 # The peers are probed (in parallel) only while a marker is in force; the probe fits in a
 # beat (guard_interval 0.5 s), so the lease is found expired as soon as unpaused.
 PAUSE_PROBE_SECONDS = 0.2
+# start.yml writes the operator's force just before the start and removes it right after; a
+# file left by a playbook that died must not let a later start skip the confirmation.
+START_OVERRIDE_SECONDS = 600
 
 
 def load_config():
@@ -267,7 +270,15 @@ def local_facts(config, instance):
     if value and value.isdigit():
         timeline = int(value)
     return {"name": config["name"], "standby_signal": os.path.exists(os.path.join(datadir, "standby.signal")),
-            "fence_lock": lock, "timeline": timeline, "bootstrap": os.path.exists(config["bootstrap_file"])}
+            "fence_lock": lock, "timeline": timeline, "bootstrap": os.path.exists(config["bootstrap_file"]),
+            "forced": start_forced(config)}
+
+
+def start_forced(config):
+    """The operator's start.yml -e force=true for this start (its file, at most 10 minutes old)."""
+    from ansible_collections.pgha.cluster.plugins.module_utils import markers
+    age = markers.marker_age(config.get("start_override_file") or "")
+    return age is not None and age <= START_OVERRIDE_SECONDS
 
 
 def peer_facts(config, pg_facts, postgres):
