@@ -38,12 +38,15 @@ from ansible_collections.pgha.cluster.plugins.module_utils import safety, topolo
 
 
 def failover_steps(failed, total, lease, max_seconds, sync_required=0, sync_names=(), force=False, candidate=None):
-    """The failover of `failed` (None: whichever primary failed); returns {"result":
+    """The failover of `failed` (None: the node the standbys follow, topology.followed_primary);
+    sync_names: the synchronous standbys configured (the failed node is left out); returns {"result":
     "promoted" | "none" | "refused", ...}. candidate and force come from an operator
     (failover.yml); force also overrides the quorum rule and a refusal of the gate, saying
     what it overrides. pgpool's hook never forces."""
     started = yield ("now",)
     facts = yield ("survey",)
+    failed = failed or topology.followed_primary(facts)
+    sync_names = [n for n in sync_names if n != failed]
     try:
         plan = topology.plan_failover(facts, failed_node=failed, candidate=candidate, force=force)
     except topology.Refusal as exc:

@@ -58,7 +58,7 @@ CHOICES = {
 
 BOOLS = (
     "pgha_no_log", "pgpool_failover_on_backend_error", "pgpool_failover_require_consensus",
-    "pgpool_load_balance_mode", "failover_force", "failover_cascade", "rebuild_allow_basebackup", "rebuild_basebackup",
+    "pgpool_load_balance_mode", "failover_force", "service_start_force", "failover_cascade", "rebuild_allow_basebackup", "rebuild_basebackup",
     "status_fail_on_warning", "switchover_maintenance", "pgha_break_lock", "pgha_pool_attach_may_fail", "pgha_tls",
     "pgha_synchronous_mode_strict", "pgpool_ssl", "pgha_client_direct",
     # the operation playbooks' own extra vars (-e force=true, break_lock, basebackup)

@@ -81,6 +81,17 @@ def check_system_identifiers(nodes):
         raise Refusal("nodes disagree on system identifier (%s): a foreign data directory is present" % detail)
 
 
+def followed_primary(nodes):
+    """The failed primary an operator did not name: the one node every reachable standby is
+    configured to follow ("follows", safety.annotate), when it does not answer; else None.
+    (The first node to fence may be an unreachable standby.)"""
+    followed = set(f.get("follows") for f in nodes.values() if f.get("reachable") and f.get("in_recovery"))
+    if len(followed) != 1 or None in followed:
+        return None
+    name = followed.pop()
+    return None if nodes.get(name, {}).get("reachable") else name
+
+
 def plan_failover(nodes, failed_node=None, candidate=None, force=False, sync_names=None):
     """The steps of a failover, or Refusal with the reason.
 

@@ -415,7 +415,7 @@ def run_failover(config, failed, candidate=None, force=False, detach=False):
     sync_names = config.get("sync_names") or []
     steps = failover_flow.failover_steps(failed, len(config["nodes"]), config["lease"], config.get("hook_seconds", 40),
                                          sync_required=config.get("sync_required", 0),
-                                         sync_names=[n for n in sync_names if n != failed], force=force,
+                                         sync_names=sync_names, force=force,
                                          candidate=candidate)
     executor = Executor(config, started, detach)
     result = failover_flow.drive(steps, executor)

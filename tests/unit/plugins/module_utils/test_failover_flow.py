@@ -83,6 +83,19 @@ def test_quorum_refusal_in_sync_mode():
     assert "promote" not in executor.requests
 
 
+def test_without_a_failed_node_the_flow_fails_over_the_node_the_standbys_follow():
+    """failover.yml without failed_node: an unreachable standby (a) sorts before the failed
+    primary (b); the quorum rule must leave out b, not a, which may hold acknowledged commits."""
+    following_b = dict(standby(20), follows="b")
+    executor = Executor({"a": DOWN, "b": DOWN, "c": following_b, "d": dict(standby(10), follows="b")},
+                        fence={"a": {"kind": "standby", "timeline": 1}, "b": {"kind": "primary", "timeline": 1}})
+    steps = failover_flow.failover_steps(None, 4, dict(safety.DEFAULT_LEASE), 30.0, sync_required=1,
+                                         sync_names=("a", "b", "c", "d"))
+    result = failover_flow.drive(steps, executor)
+    assert result["result"] == "refused" and result["stage"] == "quorum", result
+    assert "ANY 1 of a, c, d" in result["reason"], result["reason"]
+
+
 def test_a_synchronous_standby_powered_off_by_the_fence_command_still_may_hold_acknowledged_commits():
     """The fence command tells no timeline: a node it powered off is not taken for one that
     never streamed from the failed primary, so the quorum rule still counts it as missing."""

@@ -212,3 +212,18 @@ def test_no_jinja_in_roles_or_playbooks_decides_which_node_is_primary():
 def test_a_primary_s_synchronous_replication_as_status_reports_it(facts, state, acking):
     found = cluster_state({"a": dict(primary(), **facts), "b": standby()})["sync"]["a"]
     assert found == {"state": state, "acking": acking}
+
+
+FOLLOWING_B = {"reachable": True, "in_recovery": True, "follows": "b"}
+
+
+@pytest.mark.parametrize("nodes, failed", [
+    ({"a": {"reachable": False}, "b": {"reachable": False}, "c": FOLLOWING_B, "d": FOLLOWING_B}, "b"),
+    ({"b": {"reachable": True, "in_recovery": True}, "c": FOLLOWING_B}, None),       # b answers (a standby)
+    ({"b": {"reachable": True, "in_recovery": False}, "c": FOLLOWING_B}, None),      # b answers as primary
+    ({"b": {"reachable": False}, "c": FOLLOWING_B, "d": dict(FOLLOWING_B, follows="a")}, None),   # they disagree
+    ({"b": {"reachable": False}, "c": dict(FOLLOWING_B, follows=None)}, None),       # follows nobody
+    ({"b": {"reachable": False}, "c": {"reachable": False}}, None),                  # no standby answers
+])
+def test_followed_primary_names_the_failed_primary_the_standbys_agree_on(nodes, failed):
+    assert topology_module.followed_primary(nodes) == failed
