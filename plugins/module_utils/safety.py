@@ -81,14 +81,16 @@ def annotate(nodes, names_by_address):
 
 # --- the primary's guard ---------------------------------------------------------------
 
-def guard_step(state, role, replies, now, total, lease, paused=False, fenced=()):
+def guard_step(state, role, replies, now, total, lease, paused=False, fenced=(), observed_at=None):
     """One beat of the guard on a node; returns (new state, action, reason).
 
     state: {"replies": {standby: last reply_time seen}, "confirmed": {standby: now when it
     changed}, "majority_at": now when a majority last confirmed, or None}; role: "primary",
     "standby" or None (PostgreSQL down); replies: {standby: reply_time} of the standbys
     streaming from this node and configured to follow it; fenced: peers recorded as fenced
-    for this primary's timeline (fenced_peers). now: a monotonic clock.
+    for this primary's timeline (fenced_peers). now: a monotonic clock; observed_at: when the
+    read of the server began (a confirmation counts from then: a late read's replies are not
+    younger than its start), now when not given.
     action: "keep" or "fence" (stop PostgreSQL immediately and write the fence lock).
     role "unknown": the server runs but could not be read (a stall, no connection slot):
     nothing new is confirmed and the lease runs on; it is fenced once the lease ran out.
@@ -97,10 +99,11 @@ def guard_step(state, role, replies, now, total, lease, paused=False, fenced=())
         return _unread_step(state, now, total, lease, paused)
     if role != "primary":
         return {"replies": {}, "confirmed": {}, "majority_at": None}, "keep", "not a primary"
+    seen = now if observed_at is None else min(now, observed_at)
     confirmed = dict((n, t) for n, t in state.get("confirmed", {}).items() if n in replies)
     for name, reply in replies.items():
         if reply is not None and reply != state.get("replies", {}).get(name):
-            confirmed[name] = now
+            confirmed[name] = seen
     fresh = sorted(n for n, t in confirmed.items() if now - t <= lease["lease_seconds"])
     standing = standing_fenced(fenced, replies)
     needed = confirmations_needed(total, standing)
@@ -108,7 +111,7 @@ def guard_step(state, role, replies, now, total, lease, paused=False, fenced=())
     newest = sorted(confirmed.values(), reverse=True)[:needed]
     majority_at = state.get("majority_at")
     if majority_at is None or paused or needed == 0:
-        majority_at = now
+        majority_at = seen
     elif len(newest) == needed:
         majority_at = max(majority_at, newest[-1])
     new_state = {"replies": dict(replies), "confirmed": confirmed, "majority_at": majority_at}

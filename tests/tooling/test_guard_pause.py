@@ -82,3 +82,32 @@ def test_without_a_marker_nothing_pauses(guard, monkeypatch):
     monkeypatch.setattr(guard, "paused", lambda config: False)
     assert guard.pause_in_force(config([("127.0.0.1", refused_port())] * 2), "primary", pg_facts, safety) == (
         False, None)
+
+
+def test_a_read_that_hangs_does_not_hold_up_the_beat(guard):
+    """A frozen postmaster: the beat goes on without the read (the lease runs on), and the
+    late result serves the next beat, dated from when its read began."""
+    import threading
+    release = threading.Event()
+    reads = []
+
+    def read():
+        reads.append(guard.clock())
+        release.wait(10)
+        return "primary", {"b": "t1"}, {}
+
+    reader = guard.Reader(read)
+    started = time.monotonic()
+    assert reader.result(0.1) is None and reader.result(0.1) is None
+    assert time.monotonic() - started < 1.0 and len(reads) == 1, "a second read began beside the hung one"
+    release.set()
+    observed_at, result = reader.result(1.0)
+    assert result == ("primary", {"b": "t1"}, {}) and observed_at <= reads[0]
+
+
+def test_a_read_that_fails_raises_in_the_guard(guard):
+    def read():
+        raise ValueError("bug")
+
+    with pytest.raises(ValueError):
+        guard.Reader(read).result(1.0)

@@ -26,6 +26,7 @@ seconds for peers and the arbiter to answer (network not up at boot).
 
 Settings: /etc/pgha/guard.json (written by the postgresql role). Logs go to the journal.
 """
+import functools
 import json
 import shlex
 import os
@@ -214,6 +215,38 @@ def restored_state(config, mono):
     return {"majority_at": mono - max(0.0, time.time() - wall)}
 
 
+class Reader:
+    """Reads this node's server in a thread of its own, so that a read that hangs (a frozen
+    postmaster, a stalled disk: libpq waits at least 2 s to connect, a query for ever) never
+    holds up the beat that must find the lease expired. A read still running at the deadline
+    counts as "could not read" (the lease runs on); its result serves the next beat."""
+
+    def __init__(self, read):
+        self.read, self.pending = read, None
+
+    def result(self, deadline):
+        """(when the read began, its result), or None when none ended within deadline seconds."""
+        if self.pending is None:
+            box = {"at": clock()}
+            thread = threading.Thread(target=self._run, args=(box,), daemon=True)
+            thread.start()
+            self.pending = (thread, box)
+        thread, box = self.pending
+        thread.join(deadline)
+        if thread.is_alive():
+            return None
+        self.pending = None
+        if "error" in box:
+            raise box["error"]
+        return box["at"], box["result"]
+
+    def _run(self, box):
+        try:
+            box["result"] = self.read()
+        except Exception as exc:  # raised again in the guard's own thread
+            box["error"] = exc
+
+
 def run(config):
     from ansible_collections.pgha.cluster.plugins.module_utils import fencing, pg_facts, postgres, promotion, safety
     lease, total = config["lease"], len(config["nodes"])
@@ -221,26 +254,29 @@ def run(config):
     log("guarding %s: %d nodes, lease %.1f s, enforced %s" % (config["name"], total, lease["lease_seconds"],
                                                               config["enforce"] and safety.lease_enforced(total)))
     last_reason, last_override, sync_seen = None, None, {}
+    read = functools.partial(read_local, config, postgres, promotion, safety)
+    reader = Reader(read)
     while True:
         started = clock()
-        role, replies, facts = read_local(config, postgres, promotion, safety)
+        observed_at, (role, replies, facts) = reader.result(lease["guard_interval"]) or (None, ("unknown", {}, {}))
         is_paused, overridden = pause_in_force(config, role, pg_facts, safety)
         if overridden and overridden != last_override:
             log(overridden)
         last_override = overridden
         fenced = read_fenced_peers(config, facts, safety) if role == "primary" else []
-        state, action, reason = safety.guard_step(state, role, replies, started, total if config["enforce"] else 1,
-                                                  lease, is_paused, fenced)
+        state, action, reason = safety.guard_step(state, role, replies, clock(), total if config["enforce"] else 1,
+                                                  lease, is_paused, fenced, observed_at)
         if role == "primary":
-            save_state(config, state, started)
+            save_state(config, state, clock())
         if action == "keep" and not is_paused and config["enforce"]:
             apply_sync_policy(config, postgres, safety, facts, safety.standing_fenced(fenced, replies), sync_seen)
         if action == "fence":
             log("fencing this primary: %s" % reason)
             result, out = fencing.fence_locally(config["layout"], config["fence_lock_file"],
                                                 "pgha-guard: %s" % reason, config["port"])
-            log("fence %s: %s" % ("verified" if result else "NOT verified", out))
-            state = {}
+            log("fence %s: %s" % ("verified" if result else "NOT verified, trying again", out))
+            # a read begun before the fence tells nothing about after it
+            state, reader = ({}, Reader(read)) if result else (state, reader)
         elif reason != last_reason and role in ("primary", "unknown"):
             log(reason)
         last_reason = reason

@@ -35,6 +35,16 @@ def test_guard_fences_a_primary_not_confirmed_for_the_lease():
     assert "not confirmed by a majority" in reason
 
 
+def test_guard_dates_a_confirmation_from_when_its_read_began():
+    """A read that ended late (a slow or frozen server) confirms the primary as of its start."""
+    state, unused, unused = safety.guard_step({}, "primary", {"b": "t1"}, 10.0, 3, LEASE)
+    state, unused, unused = safety.guard_step(state, "primary", {"b": "t2"}, 14.0, 3, LEASE, observed_at=12.0)
+    assert state["confirmed"]["b"] == 12.0 and state["majority_at"] == 12.0
+    unused, action, unused = safety.guard_step(state, "primary", {"b": "t2"}, 12.0 + LEASE["lease_seconds"] + 0.1,
+                                               3, LEASE)
+    assert action == "fence"
+
+
 def test_guard_counts_only_a_majority():
     actions, unused = beats([{"b": i, "c": 1} for i in range(20)], total=5)   # 2 of 5
     assert actions[-1] == "fence"
@@ -331,6 +341,30 @@ def test_the_fence_script_kills_what_a_killed_postmaster_left_running(tmp_path, 
         assert result == {"kind": "primary", "timeline": 3}, out
     finally:
         orphan.kill()
+
+
+def test_the_fence_script_ends_a_frozen_postmaster_whose_stop_never_returns(tmp_path, monkeypatch):
+    """A frozen postmaster (SIGSTOP, a hung disk) never answers the immediate stop while its
+    backends could still commit: the stop is bounded and the kill -9 sweep ends it."""
+    import subprocess
+    import time
+    from ansible_collections.pgha.cluster.plugins.module_utils import fencing
+    layout, path = fake_cluster(tmp_path)
+    postmaster = subprocess.Popen(["sleep", "300"], cwd=layout["datadir"])
+    bindir = tmp_path / "bin dir"
+    # running unless gone or a zombie (this test, its parent, reaps it only at the end)
+    (bindir / "pg_ctl").write_text("#!/bin/sh\ns=$(cut -d' ' -f3 /proc/%d/stat 2>/dev/null)\n"
+                                   "[ -n \"$s\" ] && [ \"$s\" != Z ] && exit 0; exit 3\n" % postmaster.pid)
+    (tmp_path / "path" / "pg_ctlcluster").write_text("#!/bin/sh\nsleep 60\n")
+    monkeypatch.setenv("PATH", path + os.pathsep + os.environ["PATH"])
+    try:
+        started = time.monotonic()
+        result, out = fencing.fence_locally(layout, str(tmp_path / "fenced"), "test", 5432)
+        assert result == {"kind": "primary", "timeline": 3}, out
+        assert time.monotonic() - started < fencing.STOP_SECONDS + 3
+        assert postmaster.wait(5) == -9
+    finally:
+        postmaster.kill()
 
 
 def test_the_fence_script_stops_and_does_not_verify_when_pg_ctl_cannot_read_the_data_directory(tmp_path, monkeypatch):
