@@ -49,6 +49,8 @@ PLACEMENTS = ("leader", "not leader")
 # After a node fault the standbys are watched this long after the first write (the goal is
 # 3 s; the baseline has no follow_primary_command and never gets there).
 FOLLOW_WATCH = 10.0
+# Seconds a lone pgpool takes to lead once the others stopped (heartbeat deadtime 3 s, wd_interval 1 s).
+LEADER_ALONE_SECONDS = 8
 # One pgha failover's steps, each the first journal line after the fault that matches, on
 # any node: pgpool's own log (stderr, in the pgpool2 unit's journal) and the hook's syslog.
 BREAKDOWN = (
@@ -253,19 +255,20 @@ class Bench:
                                                     "fault": fault.name, "placement": placement, "runs": runs})
 
     def place_leader(self, primary, on_primary):
-        """Move the watchdog leader until it is, or is not, on the primary's node: restart its
-        pgpool (the others elect one of themselves, or it wins again), or, to move it off a
-        node, stop it until another node leads (it would win again by its wd_priority)."""
-        for _ in range(6):
+        """Make the watchdog leader the primary's node, or another one: stop pgpool on every
+        other node (the target, alone, leads), then start them again (they join the leader;
+        a joining pgpool never takes the lead over, whatever its wd_priority)."""
+        target = primary if on_primary else sorted(n for n in self.lab["nodes"] if n != primary)[0]
+        for _ in range(3):
             holders = probe.wait_for(lambda: probe.vip_holders(self.lab), 30)
             if len(holders) == 1 and (holders[0] == primary) == on_primary:
                 return holders[0]
-            if len(holders) == 1 and holders[0] == primary:
-                probe.lab_exec(primary, "systemctl stop pgpool2")
-                probe.wait_for(lambda: [h for h in probe.vip_holders(self.lab) if h != primary], 30)
-                probe.lab_exec(primary, "systemctl start pgpool2")
-            elif len(holders) == 1:
-                probe.lab_exec(holders[0], "systemctl restart pgpool2")
+            others = [n for n in self.lab["nodes"] if n != target]
+            for node in others:
+                probe.lab_exec(node, "systemctl stop pgpool2")
+            time.sleep(LEADER_ALONE_SECONDS)
+            for node in others:
+                probe.lab_exec(node, "systemctl start pgpool2")
             if not probe.wait_for(lambda: probe.healthy_watchdog(self.ansible, self.lab, len(self.lab["nodes"])), 90, 1):
                 raise SystemExit("bench: the watchdog did not settle after moving its leader")
             self.healthy()
