@@ -3,7 +3,9 @@ replication verifies the primary (verify-full); pgpool-II stays without TLS unle
 pgpool_ssl; certificates that do not fit the CA are refused before any host is touched.
 Plaintext is refused by the nodes (except pgpool's own backend sessions while pgpool_ssl is
 off), the replication user logs in only for replication, pcp answers on localhost only and
-the postgres ssh key is trusted from the cluster's nodes only."""
+the postgres ssh key is trusted from the cluster's nodes only. The TLS switch's site.yml runs
+also check that site.yml drops the standing ssh link (ssh role) to a node that left the
+cluster and keeps every other (a site.yml run of their own cost a minute of CI)."""
 import socket
 import time
 
@@ -14,6 +16,9 @@ from cluster_probe import (LIVENESS_KILL, Sampler, Writer, check_no_acked_row_lo
                            stopped, survey, wait_for)
 from conftest import outcome, report
 from ansible_collections.pgha.cluster.plugins.module_utils import tls
+
+# An address no lab node has (TEST-NET-1): a node that was removed from the inventory.
+GONE_LINK = "pgha-ssh-link@192.0.2.1"
 
 
 def test_replication_is_encrypted_and_verifies_the_primary(lab):
@@ -87,8 +92,18 @@ def test_switching_an_existing_cluster_to_tls_rolls_without_a_failover(lab, ansi
     writer: no promotion, no acknowledged row lost, writes go on (liveness bound only), and
     replication is encrypted afterwards."""
     primary = healthy_cluster
-    off = ansible.playbook("pgha.cluster.site", "-e", "pgha_tls=false")
-    assert off.returncode == 0, outcome(off)
+    linked = sorted(lab["nodes"])[0]
+    assert lab_exec(linked, "systemctl enable --now %s" % GONE_LINK).returncode == 0
+    try:
+        off = ansible.playbook("pgha.cluster.site", "-e", "pgha_tls=false")
+        assert off.returncode == 0, outcome(off)
+        assert link_state(linked, GONE_LINK) == ("disabled", "inactive"), "the link to a node that left still runs"
+        for name in sorted(lab["nodes"]):
+            for address in sorted(lab["nodes"].values()):
+                assert link_state(name, "pgha-ssh-link@%s" % address) == ("enabled", "active"), \
+                    "%s lost its link to %s" % (name, address)
+    finally:
+        lab_exec(linked, "systemctl disable --now %s" % GONE_LINK)
     assert wait_for(lambda: replication_encrypted(lab, primary) == [False] * (len(lab["nodes"]) - 1), 30), \
         "replication still encrypted with pgha_tls=false"
     writer, sampler = Writer(lab), Sampler(lab)
@@ -113,3 +128,8 @@ def test_switching_an_existing_cluster_to_tls_rolls_without_a_failover(lab, ansi
     assert pause < LIVENESS_KILL, "writes stopped for %.1f s while TLS was switched on" % pause
     assert wait_for(lambda: replication_encrypted(lab, primary) == [True] * (len(lab["nodes"]) - 1), 30), \
         "replication not encrypted after the switch"
+
+
+def link_state(node, unit):
+    out = lab_exec(node, "systemctl is-enabled %s; systemctl is-active %s" % (unit, unit)).stdout.split()
+    return out[0] if out else "", out[-1] if out else ""
