@@ -18,6 +18,8 @@ description:
     extra settings mappings C(pgpool_settings) and
     C(postgresql_settings), which may not replace what pgha sets itself (the failover
     hooks, the watchdog, the replication timeouts the lease rests on).
+  - A C(pgha_), C(pgpool_) or C(keeper_) variable that the collection never reads is
+    refused as a typo, with the closest known name.
   - The same table is in C(plugins/module_utils/settings.py); site.yml and every operation
     playbook call it in their first play, before any host is changed.
 author: pgha contributors (@pgha)
@@ -42,7 +44,12 @@ _raw:
 
 from ansible.plugins.lookup import LookupBase
 
-from ansible_collections.pgha.cluster.plugins.module_utils.settings import known_settings, setting_errors
+import os
+
+from ansible_collections.pgha.cluster.plugins.module_utils.settings import (
+    collection_names, known_settings, setting_errors, unknown_setting_errors)
+
+COLLECTION_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 class LookupModule(LookupBase):
@@ -54,4 +61,4 @@ class LookupModule(LookupBase):
         for name in known_settings():
             if name in variables:
                 values[name] = self._templar.template(variables[name])
-        return setting_errors(values)
+        return unknown_setting_errors(variables, collection_names(COLLECTION_ROOT)) + setting_errors(values)

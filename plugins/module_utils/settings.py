@@ -8,6 +8,8 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import difflib
+import os
 import re
 
 PORT = ("int", 1, 65535)
@@ -208,3 +210,32 @@ def setting_errors(values):
 def known_settings():
     return sorted(set(BOUNDS) | set(CHOICES) | set(BOOLS) | set(COMMANDS) | {"pgpool_settings", "postgresql_settings"}
                   | {name for pair in ORDERED for name in pair})
+
+
+# Variables with these prefixes are pgha's: one that the collection never reads is a typo
+# (a misspelt synchronous mode would leave replication asynchronous without a word). No
+# misspelt name may appear in the scanned files, or it would count as known.
+OWN_PREFIXES = ("pgha_", "pgpool_", "keeper_")
+NAME = re.compile(r"\b(?:%s)[a-z0-9_]*[a-z0-9]" % "|".join(OWN_PREFIXES))
+
+
+def collection_names(root):
+    """Every pgha_/pgpool_/keeper_ name the collection's roles, playbooks and plugins mention."""
+    names = set()
+    for top in ("roles", "playbooks", "plugins"):
+        for folder, unused, files in os.walk(os.path.join(root, top)):
+            for name in files:
+                if name.endswith((".yml", ".yaml", ".j2", ".py")):
+                    with open(os.path.join(folder, name)) as handle:
+                        names.update(NAME.findall(handle.read()))
+    return names
+
+
+def unknown_setting_errors(names, known):
+    """One message per pgha_/pgpool_/keeper_ variable the collection never reads."""
+    errors = []
+    for name in sorted(n for n in names if n.startswith(OWN_PREFIXES) and n not in known):
+        close = difflib.get_close_matches(name, sorted(known), 1, 0.75)
+        errors.append("%s is not a pgha variable, nothing reads it%s" % (
+            name, " (did you mean %s?)" % close[0] if close else ""))
+    return errors

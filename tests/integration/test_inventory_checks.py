@@ -88,12 +88,15 @@ def test_site_refuses_bad_settings_before_touching_a_host(ansible, lab):
         extra += ["-e", "%s=%s" % (name, value)]
     extra += ["-e", '{"pgpool_settings": {"failover_command": "/bin/true"}, '
                     '"postgresql_settings": {"wal_receiver_timeout": "60s"}}']
+    extra += ["-e", "pgha_synchronous_mod=on"]      # misspelt: nothing would read it
     result = ansible.playbook("pgha.cluster.site", *extra)
     assert result.returncode != 0
     for name, (value, allowed) in BAD_SETTINGS.items():
         assert "%s must be" % name in result.stdout and allowed in result.stdout, (name, outcome(result))
     assert "pgpool_settings: failover_command is set by pgha" in result.stdout
     assert "postgresql_settings: wal_receiver_timeout is set by pgha" in result.stdout
+    assert "pgha_synchronous_mod is not a pgha variable, nothing reads it (did you mean pgha_synchronous_mode?)" \
+        in result.stdout, outcome(result)
     recap = [line for line in result.stdout.splitlines() if ": ok=" in line]
     assert recap and all("changed=0 " in line for line in recap), "\n".join(recap)
     assert "Site (2/" not in result.stdout

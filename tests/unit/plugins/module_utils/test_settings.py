@@ -116,3 +116,27 @@ def test_every_role_entry_point_has_a_description():
             if not entry.get("short_description") or not entry.get("description"):
                 missing.append("%s:%s" % (spec_file.parts[-3], name))
     assert missing == []
+
+
+@pytest.mark.parametrize("name, expected", [
+    ("pgha_synchronous_mod", "pgha_synchronous_mod is not a pgha variable, nothing reads it (did you mean "
+                             "pgha_synchronous_mode?)"),
+    ("pgpool_helth_check_period", "(did you mean pgpool_health_check_period?)"),
+    ("keeper_zzz_qqq", "keeper_zzz_qqq is not a pgha variable, nothing reads it"),
+])
+def test_a_misspelt_variable_is_refused_with_the_closest_name(name, expected):
+    known = settings.collection_names(str(REPO))
+    errors = settings.unknown_setting_errors([name, "pgha_mode", "other_role_variable"], known)
+    assert len(errors) == 1 and expected in errors[0]
+
+
+def test_every_variable_the_roles_document_or_the_examples_set_is_known():
+    import yaml
+    known = settings.collection_names(str(REPO))
+    documented = set()
+    for spec_file in (REPO / "roles").glob("*/meta/argument_specs.yml"):
+        for entry in yaml.safe_load(spec_file.read_text())["argument_specs"].values():
+            documented.update(entry.get("options") or {})
+    for vars_file in (REPO / "inventories").glob("*/group_vars/**/*.yml"):
+        documented.update(yaml.safe_load(vars_file.read_text()) or {})
+    assert settings.unknown_setting_errors(documented, known) == []
