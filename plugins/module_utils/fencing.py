@@ -22,7 +22,9 @@ from shlex import quote
 VERIFIED = re.compile(r"^PGHA-FENCED (primary|standby) (\d+|unknown)$", re.MULTILINE)
 
 
-STOP_SECONDS = 3     # an immediate stop takes milliseconds; the kill -9 sweep follows
+# An immediate stop takes milliseconds; the kill -9 sweep follows. Within the stop_seconds
+# (1.0) that the promotion side's revocation wait allows a guard's own fence.
+STOP_SECONDS = 1
 
 
 def fence_script(layout, lock_file, reason, port=5432):
@@ -46,7 +48,7 @@ def fence_script(layout, lock_file, reason, port=5432):
     # backends could still commit; the kill below ends it and them.
     kill_orphans = orphans.replace("ACTION", "kill -9 ${p#/proc/} 2>/dev/null")
     no_orphans = "( %s; exit 0 )" % orphans.replace("ACTION", "exit 1")
-    revoke = ("if %s; then PGCONNECT_TIMEOUT=3 psql -p %d -XAtq -c \"ALTER SYSTEM SET primary_conninfo = ''\" -c "
+    revoke = ("if %s; then timeout 5 psql -p %d -XAtq -c \"ALTER SYSTEM SET primary_conninfo = ''\" -c "
               "'SELECT pg_reload_conf()' >/dev/null || exit 1; else printf \"primary_conninfo = ''\\n\" "
               ">> %s/postgresql.auto.conf || exit 1; fi" % (running, port, datadir))
     return ("umask 022; %s; if [ -e %s/standby.signal ]; then %s; echo \"PGHA-FENCED standby $tl\"; exit 0; fi; "

@@ -183,7 +183,8 @@ def start_decision(local, peers, total, arbiter=None, start_refusal=keeper.start
     """May this node start PostgreSQL? Returns {"start", "write_lock", "retry", "reason"}.
 
     local: {"standby_signal", "fence_lock", "timeline", "name", "bootstrap" (a new cluster's
-    first primary, before its standbys exist), "forced" (the operator's start.yml force=true:
+    first primary, before its standbys exist), "fenced_peers" (old primaries proven fenced by
+    the failover that promoted it, for its timeline), "forced" (the operator's start.yml force=true:
     starts without the confirmation, never against a lock, another primary or a newer
     timeline)}; peers: {name: {"reachable",
     "in_recovery", "timeline", "follows"}} where follows names the node a standby is
@@ -208,14 +209,18 @@ def start_decision(local, peers, total, arbiter=None, start_refusal=keeper.start
                       "this node" % (", ".join(newer), local.get("timeline")), lock=True)
     if local.get("bootstrap"):
         return _start(True, "first start of a new cluster (bootstrap marker): its standbys do not exist yet")
-    confirming = sorted(n for n, p in answering.items() if p.get("follows") == local.get("name"))
+    # Old primaries the failover that promoted this node proved fenced (its record for this
+    # timeline, fenced_peers) count as confirmations, as for the lease.
+    confirming = sorted(set(n for n, p in answering.items() if p.get("follows") == local.get("name"))
+                        | set(local.get("fenced_peers") or ()))
     # Two nodes have no majority but both: a peer that does not answer may have been promoted
     # while this node was off (powered off by the fence command: no lock written) and be cut
-    # away now. Only a standby following this node proves there is no other primary.
+    # away now. Only a standby following this node (or the record of it fenced) proves there
+    # is no other primary.
     needed = majority(total) if lease_enforced(total) else min(total, 2)
     if 1 + len(confirming) >= needed:
         return _start(True, "confirmed by %s" % ", ".join(confirming or ["itself"]))
-    waiting = ("only %d of %d nodes confirm this primary (standbys following it: %s); %s" % (
+    waiting = ("only %d of %d nodes confirm this primary (standbys following it or fenced: %s); %s" % (
         1 + len(confirming), total, ", ".join(confirming) or "none",
         "a majority is needed" if lease_enforced(total) else
         "with two nodes the peer must answer as a standby following it (it may have been promoted while this "

@@ -172,6 +172,10 @@ class World:
         node = self.nodes[name]
         if len(primaries) != 1 or name in primaries or not node.powered or not self.link(name, primaries[0]):
             return
+        if self.hook is not None:
+            # A rebuild takes seconds; the hook's steps after a promotion (its record of the
+            # fenced nodes among them) take milliseconds: they are done before it ends.
+            return
         source = self.nodes[primaries[0]]
         if rebuild_refused(node, source, self.log):
             return
@@ -195,7 +199,8 @@ class World:
     def try_start(self, name):
         node = self.nodes[name]
         local = {"name": name, "standby_signal": not node.primary, "fence_lock": node.fence_lock and "fenced",
-                 "crashed": node.in_production, "timeline": node.timeline}
+                 "crashed": node.in_production, "timeline": node.timeline,
+                 "fenced_peers": safety.fenced_peers(node.fenced_record, node.timeline, name)}
         peers = dict((n, self.peer_facts(name, n)) for n in self.names if n != name)
         decision = self.policy.start_decision(local, peers, len(self.names))
         if decision["write_lock"]:

@@ -18,7 +18,7 @@ def guard(monkeypatch):
     spec = importlib.util.spec_from_file_location("pgha_guard", REPO / "roles" / "postgresql" / "files" / "pgha_guard.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    monkeypatch.setattr(module, "paused", lambda config: True)
+    monkeypatch.setattr(module, "paused", lambda config: "operation")
     return module
 
 
@@ -78,36 +78,54 @@ def test_a_marker_pauses_a_standby_and_a_two_node_cluster_without_probes(guard, 
     assert guard.pause_in_force(config([("127.0.0.1", silent)]), "primary", pg_facts, safety) == (True, None)
 
 
+def test_the_bootstrap_marker_pauses_a_first_primary_without_probes(guard, monkeypatch, silent):
+    """A new cluster's first primary: no standby exists that could be promoted beside it."""
+    monkeypatch.setattr(guard, "paused", lambda config: "bootstrap")
+    monkeypatch.setattr(guard, "peers_answering", lambda *args: pytest.fail("probed"))
+    assert guard.pause_in_force(config([("127.0.0.1", silent)] * 2), "primary", pg_facts, safety) == (True, None)
+
+
 def test_without_a_marker_nothing_pauses(guard, monkeypatch):
-    monkeypatch.setattr(guard, "paused", lambda config: False)
+    monkeypatch.setattr(guard, "paused", lambda config: None)
     assert guard.pause_in_force(config([("127.0.0.1", refused_port())] * 2), "primary", pg_facts, safety) == (
         False, None)
 
 
+LEASE = {"lease_seconds": 3.0, "guard_interval": 0.05}
+
+
 def test_a_read_that_hangs_does_not_hold_up_the_beat(guard):
-    """A frozen postmaster: the beat goes on without the read (the lease runs on), and the
-    late result serves the next beat, dated from when its read began."""
+    """A frozen postmaster: the beat goes on with the newest read (the lease runs on), and a
+    read that ends late counts from when it began."""
     import threading
-    release = threading.Event()
-    reads = []
+    release, reads = threading.Event(), []
 
     def read():
         reads.append(guard.clock())
         release.wait(10)
-        return "primary", {"b": "t1"}, {}
+        return "primary", {"b": "t%d" % len(reads)}, {}
 
-    reader = guard.Reader(read)
-    started = time.monotonic()
-    assert reader.result(0.1) is None and reader.result(0.1) is None
-    assert time.monotonic() - started < 1.0 and len(reads) == 1, "a second read began beside the hung one"
-    release.set()
-    observed_at, result = reader.result(1.0)
-    assert result == ("primary", {"b": "t1"}, {}) and observed_at <= reads[0]
+    reader = guard.Reader(read, LEASE["guard_interval"])
+    try:
+        reader.wait_first(0.2)
+        assert guard.current_read(reader, guard.clock(), LEASE) == (None, "unknown", {}, {})
+        assert len(reads) == 1, "a second read began beside the hung one"
+        release.set()
+        reader.wait_first(1.0)
+        observed_at, role, replies, unused = guard.current_read(reader, guard.clock(), LEASE)
+        assert role == "primary" and any(0 <= r - observed_at < 0.05 for r in reads)   # dated from a read's start
+        # no read for longer than the lease: the server does not answer its guard
+        assert guard.current_read(reader, observed_at + LEASE["lease_seconds"] + 0.1, LEASE)[1] == "unknown"
+    finally:
+        release.set()
+        reader.stop()
 
 
 def test_a_read_that_fails_raises_in_the_guard(guard):
     def read():
         raise ValueError("bug")
 
+    reader = guard.Reader(read, LEASE["guard_interval"])
+    reader.wait_first(1.0)
     with pytest.raises(ValueError):
-        guard.Reader(read).result(1.0)
+        reader.latest()

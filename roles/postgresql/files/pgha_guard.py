@@ -144,7 +144,8 @@ def apply_sync_policy(config, postgres, safety, facts, standing, seen):
 
 
 def paused(config):
-    """A planned operation (maintenance marker, operation lock, expiring) or a new cluster's bootstrap."""
+    """What pauses the lease: "operation" (maintenance marker, operation lock, expiring),
+    "bootstrap" (a new cluster's first primary, before its standbys exist) or None."""
     from ansible_collections.pgha.cluster.plugins.module_utils import markers
     marker, stale = markers.pausing_marker([config["maintenance_file"], config["operation_lock"],
                                             config["site_marker"]],
@@ -152,7 +153,9 @@ def paused(config):
     for path, age in ([] if marker else stale):
         log("ignoring %s: %d s old, older than %d s (a playbook that died?)" % (
             path, age, config.get("marker_max_age", markers.DEFAULT_MAX_AGE)))
-    return bool(marker) or os.path.exists(config["bootstrap_file"])
+    if marker:
+        return "operation"
+    return "bootstrap" if os.path.exists(config["bootstrap_file"]) else None
 
 
 def peers_answering(config, pg_facts, timeout=PAUSE_PROBE_SECONDS):
@@ -175,10 +178,13 @@ def peers_answering(config, pg_facts, timeout=PAUSE_PROBE_SECONDS):
 def pause_in_force(config, role, pg_facts, safety):
     """(whether a marker pauses the lease, why not when one exists): it pauses a primary's
     lease only while the node reaches a majority of hosts."""
-    if not paused(config):
+    marker = paused(config)
+    if not marker:
         return False, None
     total = len(config["nodes"])
-    if role not in ("primary", "unknown") or not config["enforce"] or not safety.lease_enforced(total):
+    # Bootstrap: no standby exists that could be promoted beside the first primary.
+    if marker == "bootstrap" or role not in ("primary", "unknown") or not config["enforce"] or \
+            not safety.lease_enforced(total):
         return True, None
     answering = peers_answering(config, pg_facts)
     if safety.pause_holds(total, answering):
@@ -216,35 +222,51 @@ def restored_state(config, mono):
 
 
 class Reader:
-    """Reads this node's server in a thread of its own, so that a read that hangs (a frozen
-    postmaster, a stalled disk: libpq waits at least 2 s to connect, a query for ever) never
-    holds up the beat that must find the lease expired. A read still running at the deadline
-    counts as "could not read" (the lease runs on); its result serves the next beat."""
+    """Reads this node's server in a thread of its own, once per interval or, when a read
+    takes longer, right after it: a read that hangs (a frozen postmaster, a stalled disk:
+    libpq waits at least 2 s to connect, a query for ever) never holds up the beat that must
+    find the lease expired. latest(): (when the newest finished read began, its result)."""
 
-    def __init__(self, read):
-        self.read, self.pending = read, None
+    def __init__(self, read, interval):
+        self.read, self.interval = read, interval
+        self.newest, self.error, self.stopped, self.first = None, None, threading.Event(), threading.Event()
+        threading.Thread(target=self._loop, daemon=True).start()
 
-    def result(self, deadline):
-        """(when the read began, its result), or None when none ended within deadline seconds."""
-        if self.pending is None:
-            box = {"at": clock()}
-            thread = threading.Thread(target=self._run, args=(box,), daemon=True)
-            thread.start()
-            self.pending = (thread, box)
-        thread, box = self.pending
-        thread.join(deadline)
-        if thread.is_alive():
-            return None
-        self.pending = None
-        if "error" in box:
-            raise box["error"]
-        return box["at"], box["result"]
+    def wait_first(self, seconds):
+        """Wait for the first read (a guard that starts must not take a slow first read for a
+        server that does not answer)."""
+        self.first.wait(seconds)
 
-    def _run(self, box):
-        try:
-            box["result"] = self.read()
-        except Exception as exc:  # raised again in the guard's own thread
-            box["error"] = exc
+    def latest(self):
+        if self.error is not None:
+            raise self.error
+        return self.newest
+
+    def stop(self):
+        self.stopped.set()
+
+    def _loop(self):
+        while not self.stopped.is_set():
+            began = clock()
+            try:
+                result = self.read()
+            except Exception as exc:  # raised again in the guard's own thread
+                self.error = exc
+                self.first.set()
+                return
+            if not self.stopped.is_set():
+                self.newest = (began, result)
+                self.first.set()
+            self.stopped.wait(max(0.0, self.interval - (clock() - began)))
+
+
+def current_read(reader, now, lease):
+    """(when the read began, role, replies, facts) from the newest read; "unknown" (the lease
+    runs on) when none finished within the lease: the server does not answer its guard."""
+    newest = reader.latest()
+    if newest is None or now - newest[0] > lease["lease_seconds"]:
+        return None, "unknown", {}, {}
+    return (newest[0],) + tuple(newest[1])
 
 
 def run(config):
@@ -255,10 +277,12 @@ def run(config):
                                                               config["enforce"] and safety.lease_enforced(total)))
     last_reason, last_override, sync_seen = None, None, {}
     read = functools.partial(read_local, config, postgres, promotion, safety)
-    reader = Reader(read)
+    reader, last_read = Reader(read, lease["guard_interval"]), None
+    reader.wait_first(lease["lease_seconds"])
     while True:
         started = clock()
-        observed_at, (role, replies, facts) = reader.result(lease["guard_interval"]) or (None, ("unknown", {}, {}))
+        observed_at, role, replies, facts = current_read(reader, started, lease)
+        fresh, last_read = observed_at is not None and observed_at != last_read, observed_at
         is_paused, overridden = pause_in_force(config, role, pg_facts, safety)
         if overridden and overridden != last_override:
             log(overridden)
@@ -268,15 +292,18 @@ def run(config):
                                                   lease, is_paused, fenced, observed_at)
         if role == "primary":
             save_state(config, state, clock())
-        if action == "keep" and not is_paused and config["enforce"]:
+        if action == "keep" and not is_paused and config["enforce"] and fresh:
             apply_sync_policy(config, postgres, safety, facts, safety.standing_fenced(fenced, replies), sync_seen)
         if action == "fence":
             log("fencing this primary: %s" % reason)
             result, out = fencing.fence_locally(config["layout"], config["fence_lock_file"],
                                                 "pgha-guard: %s" % reason, config["port"])
             log("fence %s: %s" % ("verified" if result else "NOT verified, trying again", out))
-            # a read begun before the fence tells nothing about after it
-            state, reader = ({}, Reader(read)) if result else (state, reader)
+            if result:
+                # a read begun before the fence tells nothing about after it
+                reader.stop()
+                state, reader = {}, Reader(read, lease["guard_interval"])
+                reader.wait_first(lease["lease_seconds"])
         elif reason != last_reason and role in ("primary", "unknown"):
             log(reason)
         last_reason = reason
@@ -308,7 +335,13 @@ def local_facts(config, instance):
         timeline = int(value)
     return {"name": config["name"], "standby_signal": os.path.exists(os.path.join(datadir, "standby.signal")),
             "fence_lock": lock, "timeline": timeline, "bootstrap": os.path.exists(config["bootstrap_file"]),
-            "forced": start_forced(config)}
+            "forced": start_forced(config), "fenced_peers": recorded_fenced_peers(config, timeline)}
+
+
+def recorded_fenced_peers(config, timeline):
+    """The old primaries the failover that promoted this node proved fenced (for its timeline)."""
+    from ansible_collections.pgha.cluster.plugins.module_utils import safety
+    return read_fenced_peers(config, {"timeline": timeline}, safety)
 
 
 def start_forced(config):

@@ -157,11 +157,15 @@ LOCAL = {"name": "a", "standby_signal": False, "fence_lock": None, "timeline": 3
     # two nodes: the peer may have been promoted while this node was powered off (no lock) and be cut away
     (LOCAL, {"b": {"reachable": False}}, 2, False, False, True, "with two nodes the peer must answer as a standby"),
     (LOCAL, {"b": {"reachable": True, "in_recovery": True, "timeline": 3, "follows": None}}, 2, False, False, True,
-     "following it: none"),
+     "following it or fenced: none"),
     (LOCAL, {"b": {"reachable": True, "in_recovery": True, "timeline": 3, "follows": "a"}}, 2, True, False, False,
      "confirmed by b"),
     (dict(LOCAL, bootstrap=True), {"b": {"reachable": False}}, 2, True, False, False, "bootstrap"),
     (LOCAL, {}, 1, True, False, False, "confirmed by itself"),
+    # a peer the failover that promoted this node proved fenced (its record) confirms it
+    (dict(LOCAL, fenced_peers=["b"]), {"b": {"reachable": False}}, 2, True, False, False, "confirmed by b"),
+    (dict(LOCAL, fenced_peers=["b"]), {"b": {"reachable": False}, "c": {"reachable": False}}, 3, True, False, False,
+     "confirmed by b"),
     # the operator's force=true starts without the confirmation, never against a proof
     (dict(LOCAL, forced=True), {"b": {"reachable": False}}, 2, True, False, False, "operator's force"),
     (dict(LOCAL, forced=True), {"b": {"reachable": False}, "c": {"reachable": False}}, 3, True, False, False,
