@@ -22,9 +22,10 @@ from shlex import quote
 VERIFIED = re.compile(r"^PGHA-FENCED (primary|standby) (\d+|unknown)$", re.MULTILINE)
 
 
-# An immediate stop takes milliseconds; the kill -9 sweep follows. Within the stop_seconds
-# (1.0) that the promotion side's revocation wait allows a guard's own fence.
-STOP_SECONDS = 1
+# An immediate stop takes milliseconds; the kill -9 sweep follows. With the steps around it,
+# within the stop_seconds (1.0) that the promotion side's revocation wait allows a guard's
+# own fence.
+STOP_SECONDS = 0.7
 
 
 def fence_script(layout, lock_file, reason, port=5432):
@@ -52,7 +53,7 @@ def fence_script(layout, lock_file, reason, port=5432):
               "'SELECT pg_reload_conf()' >/dev/null || exit 1; else printf \"primary_conninfo = ''\\n\" "
               ">> %s/postgresql.auto.conf || exit 1; fi" % (running, port, datadir))
     return ("umask 022; %s; if [ -e %s/standby.signal ]; then %s; echo \"PGHA-FENCED standby $tl\"; exit 0; fi; "
-            "printf '%%s\\n' %s > %s || exit 1; %s || timeout %d pg_ctlcluster %s %s stop -m immediate >/dev/null 2>&1; "
+            "printf '%%s\\n' %s > %s || exit 1; %s || timeout %s pg_ctlcluster %s %s stop -m immediate >/dev/null 2>&1; "
             "i=0; while [ $i -lt 100 ]; do %s; %s && %s && { echo \"PGHA-FENCED primary $tl\"; exit 0; }; "
             "sleep 0.02; i=$((i+1)); done; echo 'postmaster or its processes still running after the stop'; exit 1"
             % (timeline, datadir, revoke, quote(note), quote(lock_file), stopped, STOP_SECONDS, quote(layout["version"]),

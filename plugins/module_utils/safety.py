@@ -84,8 +84,9 @@ def annotate(nodes, names_by_address):
 def guard_step(state, role, replies, now, total, lease, paused=False, fenced=(), observed_at=None):
     """One beat of the guard on a node; returns (new state, action, reason).
 
-    state: {"replies": {standby: last reply_time seen}, "confirmed": {standby: now when it
-    changed}, "majority_at": now when a majority last confirmed, or None}; role: "primary",
+    state: {"replies": {standby: last reply_time seen}, "confirmed": {standby: when it
+    changed}, "majority_at": when a majority last confirmed, or None, "read_at": when the read
+    behind "replies" began}; role: "primary",
     "standby" or None (PostgreSQL down); replies: {standby: reply_time} of the standbys
     streaming from this node and configured to follow it; fenced: peers recorded as fenced
     for this primary's timeline (fenced_peers). now: a monotonic clock; observed_at: when the
@@ -100,10 +101,14 @@ def guard_step(state, role, replies, now, total, lease, paused=False, fenced=(),
     if role != "primary":
         return {"replies": {}, "confirmed": {}, "majority_at": None}, "keep", "not a primary"
     seen = now if observed_at is None else min(now, observed_at)
+    # A reply new since the last read arrived after that read began: dated no later than one
+    # beat after it (what the revocation wait allows), however late this read came.
+    read_at = state.get("read_at")
+    stamp = seen if read_at is None else min(seen, read_at + lease["guard_interval"])
     confirmed = dict((n, t) for n, t in state.get("confirmed", {}).items() if n in replies)
     for name, reply in replies.items():
         if reply is not None and reply != state.get("replies", {}).get(name):
-            confirmed[name] = seen
+            confirmed[name] = stamp
     fresh = sorted(n for n, t in confirmed.items() if now - t <= lease["lease_seconds"])
     standing = standing_fenced(fenced, replies)
     needed = confirmations_needed(total, standing)
@@ -114,7 +119,7 @@ def guard_step(state, role, replies, now, total, lease, paused=False, fenced=(),
         majority_at = seen
     elif len(newest) == needed:
         majority_at = max(majority_at, newest[-1])
-    new_state = {"replies": dict(replies), "confirmed": confirmed, "majority_at": majority_at}
+    new_state = {"replies": dict(replies), "confirmed": confirmed, "majority_at": majority_at, "read_at": seen}
     if not lease_enforced(total) or paused:
         return new_state, "keep", "lease not enforced" if not paused else "paused by maintenance"
     backing = fresh + ["%s (fenced)" % n for n in standing]

@@ -200,25 +200,36 @@ def clock():
 
 
 def save_state(config, state, mono):
-    """majority_at as wall-clock time, so a restarted guard does not grant itself a new lease."""
+    """The lease state with wall-clock times, so a restarted guard does not grant itself a new
+    lease: when a majority last confirmed, the last read and its replies (a WAL sender's row
+    stays after its standby was cut away, until wal_sender_timeout: its reply_time must not
+    count as new)."""
     if state.get("majority_at") is None:
         return
-    wall = time.time() - (mono - state["majority_at"])
+    now = time.time()
+    saved = {"saved_wall": now, "majority_at_wall": now - (mono - state["majority_at"]),
+             "read_at_wall": now - (mono - state.get("read_at", mono)), "replies": state.get("replies", {})}
     try:
         with open(config["state_file"] + ".tmp", "w") as handle:
-            json.dump({"majority_at_wall": wall}, handle)
+            json.dump(saved, handle)
         os.replace(config["state_file"] + ".tmp", config["state_file"])
     except OSError as exc:  # the lease decision goes on without it
         log("could not save the lease state: %s" % exc)
 
 
-def restored_state(config, mono):
+def restored_state(config, mono, lease_seconds):
+    """The saved lease state, unless the guard was stopped for longer than a lease (by hand, not
+    restarted after a crash): then it starts over, as on a new primary."""
     try:
         with open(config["state_file"]) as handle:
-            wall = json.load(handle)["majority_at_wall"]
-    except (OSError, ValueError, KeyError):
+            saved = json.load(handle)
+        now = time.time()
+        if now - saved["saved_wall"] > lease_seconds:
+            return {}
+        return {"majority_at": mono - max(0.0, now - saved["majority_at_wall"]),
+                "read_at": mono - max(0.0, now - saved["read_at_wall"]), "replies": dict(saved["replies"])}
+    except (OSError, ValueError, KeyError, TypeError):
         return {}
-    return {"majority_at": mono - max(0.0, time.time() - wall)}
 
 
 class Reader:
@@ -272,13 +283,13 @@ def current_read(reader, now, lease):
 def run(config):
     from ansible_collections.pgha.cluster.plugins.module_utils import fencing, pg_facts, postgres, promotion, safety
     lease, total = config["lease"], len(config["nodes"])
-    state = restored_state(config, clock())
+    state = restored_state(config, clock(), lease["lease_seconds"])
     log("guarding %s: %d nodes, lease %.1f s, enforced %s" % (config["name"], total, lease["lease_seconds"],
                                                               config["enforce"] and safety.lease_enforced(total)))
-    last_reason, last_override, sync_seen = None, None, {}
+    last_reason, last_override, sync_seen, unverified = None, None, {}, None
     read = functools.partial(read_local, config, postgres, promotion, safety)
     reader, last_read = Reader(read, lease["guard_interval"]), None
-    reader.wait_first(lease["lease_seconds"])
+    reader.wait_first(lease["guard_interval"])
     while True:
         started = clock()
         observed_at, role, replies, facts = current_read(reader, started, lease)
@@ -294,16 +305,21 @@ def run(config):
             save_state(config, state, clock())
         if action == "keep" and not is_paused and config["enforce"] and fresh:
             apply_sync_policy(config, postgres, safety, facts, safety.standing_fenced(fenced, replies), sync_seen)
+        if unverified and action != "fence":
+            # The last fence was not verified: the postmaster may be gone (role None) while
+            # its backends still run; try again whatever the server looks like now.
+            action, reason = "fence", "%s (trying the fence again)" % unverified
         if action == "fence":
             log("fencing this primary: %s" % reason)
             result, out = fencing.fence_locally(config["layout"], config["fence_lock_file"],
                                                 "pgha-guard: %s" % reason, config["port"])
             log("fence %s: %s" % ("verified" if result else "NOT verified, trying again", out))
+            unverified = None if result else unverified or reason
             if result:
                 # a read begun before the fence tells nothing about after it
                 reader.stop()
                 state, reader = {}, Reader(read, lease["guard_interval"])
-                reader.wait_first(lease["lease_seconds"])
+                reader.wait_first(lease["guard_interval"])
         elif reason != last_reason and role in ("primary", "unknown"):
             log(reason)
         last_reason = reason

@@ -1,4 +1,5 @@
-"""The node guard's pause (roles/postgresql/files/pgha_guard.py, loaded from its file): a
+"""The node guard (roles/postgresql/files/pgha_guard.py, loaded from its file): its read of
+the server in a thread of its own, its saved lease state, and its pause: a
 planned operation's marker pauses a primary's lease only while the node reaches a majority
 of the cluster's hosts. A playbook cannot remove its marker from a primary that was cut off,
 while the others, no longer paused, may promote. The peers here are real sockets: one that
@@ -129,3 +130,26 @@ def test_a_read_that_fails_raises_in_the_guard(guard):
     reader.wait_first(1.0)
     with pytest.raises(ValueError):
         reader.latest()
+
+
+def test_a_guard_restarted_after_a_crash_keeps_its_lease_and_the_replies_it_saw(guard, tmp_path):
+    """A WAL sender's row stays after its standby was cut away (until wal_sender_timeout): a
+    restarted guard must not take its old reply_time for a new confirmation."""
+    config = {"state_file": str(tmp_path / "state.json")}
+    now = guard.clock()
+    guard.save_state(config, {"majority_at": now - 2.0, "read_at": now - 0.5, "replies": {"b": "t1"}}, now)
+    state = guard.restored_state(config, guard.clock(), 3.0)
+    assert state["replies"] == {"b": "t1"} and 1.9 < guard.clock() - state["majority_at"] < 2.5
+    assert safety.guard_step(state, "primary", {"b": "t1"}, guard.clock(), 3, dict(safety.DEFAULT_LEASE))[0][
+        "confirmed"] == {}, "the old reply counted again"
+
+
+def test_a_guard_stopped_for_longer_than_a_lease_starts_over(guard, tmp_path):
+    import json
+    config = {"state_file": str(tmp_path / "state.json")}
+    now = guard.clock()
+    guard.save_state(config, {"majority_at": now - 2.0, "read_at": now, "replies": {"b": "t1"}}, now)
+    saved = json.loads((tmp_path / "state.json").read_text())
+    saved["saved_wall"] -= 10
+    (tmp_path / "state.json").write_text(json.dumps(saved))
+    assert guard.restored_state(config, guard.clock(), 3.0) == {}
