@@ -301,7 +301,8 @@ def run(config):
         fenced = read_fenced_peers(config, facts, safety) if role == "primary" else []
         state, action, reason = safety.guard_step(state, role, replies, clock(), total if config["enforce"] else 1,
                                                   lease, is_paused, fenced, observed_at)
-        if role == "primary":
+        if role in ("primary", "unknown"):
+            # also while unread: a restart must find the lease as old as it is
             save_state(config, state, clock())
         if action == "keep" and not is_paused and config["enforce"] and fresh:
             apply_sync_policy(config, postgres, safety, facts, safety.standing_fenced(fenced, replies), sync_seen)
