@@ -96,8 +96,11 @@ def unread(config):
     """None when the postmaster is gone (pg_ctl status: 3), else "unknown" (it may be a
     primary that still takes writes: its lease runs on)."""
     layout = config["layout"]
-    status = subprocess.run([os.path.join(layout["bindir"], "pg_ctl"), "status", "-D", layout["datadir"]],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False, timeout=10)
+    try:
+        status = subprocess.run([os.path.join(layout["bindir"], "pg_ctl"), "status", "-D", layout["datadir"]],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False, timeout=10)
+    except subprocess.TimeoutExpired:   # a hung disk: nothing proves the postmaster gone
+        return "unknown"
     return None if status.returncode == 3 else "unknown"
 
 
