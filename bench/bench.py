@@ -47,10 +47,17 @@ DETECTION = {
 NODE_FAULTS = (probe.PowerOff(), probe.CutLink())
 PLACEMENTS = ("leader", "not leader")
 # After a node fault the standbys are watched this long after the first write (the goal is
-# 3 s; the baseline has no follow_primary_command and never gets there).
+# 3 s; the baseline has no follow_primary_command and never gets there: a short look shows it).
 FOLLOW_WATCH = 10.0
+FOLLOW_WATCH_BASELINE = 3.0
 # Seconds a lone pgpool takes to lead once the others stopped (heartbeat deadtime 3 s, wd_interval 1 s).
 LEADER_ALONE_SECONDS = 8
+
+
+def follow_watch(system):
+    return FOLLOW_WATCH_BASELINE if system == "baseline" else FOLLOW_WATCH
+
+
 # One pgha failover's steps, each the first journal line after the fault that matches, on
 # any node: pgpool's own log (stderr, in the pgpool2 unit's journal) and the hook's syslog.
 BREAKDOWN = (
@@ -292,7 +299,7 @@ class Bench:
                                    max(1.0, fault_at + self.args.node_observe - time.time()), 0.05)
             new = probe.wait_for(lambda: [n for n in probe.primaries(probe.survey(self.lab)) if n != old], 10)
             following = None
-            watch = (first_fresh[0] if first_fresh else time.time()) + FOLLOW_WATCH - time.time()
+            watch = (first_fresh[0] if first_fresh else time.time()) + follow_watch(system) - time.time()
             if new and probe.wait_for(lambda: probe.followers_ok(self.lab, new[0]), max(1.0, watch)):
                 following = time.time() - fault_at
             time.sleep(1)
