@@ -96,6 +96,13 @@ class Bench:
             raise SystemExit("bench: ansible-playbook %s failed:\n%s" % (" ".join(args), result.stdout[-3000:]))
         return result
 
+    def playbook_with_retry(self, *args):
+        """A repair between cycles: tried again once after 10 s (a watchdog still settling)."""
+        if self.ansible.playbook(*args).returncode != 0:
+            say("  ansible-playbook %s failed; trying again in 10 s" % " ".join(args))
+            time.sleep(10)
+            self.playbook(*args)
+
     def timed_playbook(self, *args):
         started = time.time()
         self.playbook(*args)
@@ -325,10 +332,12 @@ class Bench:
     def repair(self, system, old):
         if system == "baseline":
             # The sample setup leaves the other standby on the old timeline, and a cut-off old
-            # primary running beside the new one after the heal: pgha repairs both.
+            # primary running beside the new one after the heal: pgha repairs both, once the
+            # watchdog settled (its pgpools cancel a failback while they disagree on the leader).
             probe.lab_exec(old, "systemctl stop 'postgresql@*'")
-            self.playbook("pgha.cluster.follow_primary")
-        self.playbook("pgha.cluster.rebuild", "-e", "target=%s" % old)
+            probe.wait_for(lambda: probe.healthy_watchdog(self.ansible, self.lab, len(self.lab["nodes"])), 90, 1)
+            self.playbook_with_retry("pgha.cluster.follow_primary")
+        self.playbook_with_retry("pgha.cluster.rebuild", "-e", "target=%s" % old)
         if system == "baseline":
             # pgha's playbooks start the node guard again; the baseline runs without it.
             for node in self.lab["nodes"]:
