@@ -39,13 +39,12 @@ def test_guard_dates_a_confirmation_no_later_than_a_beat_after_the_read_before_i
     """A reply new since the last read arrived after that read began: a read that came late
     (a slow or frozen server) dates it at most one beat after the read before it."""
     beat = LEASE["guard_interval"]
-    state, unused, unused = safety.guard_step({}, "primary", {"b": "t1"}, 10.0, 3, LEASE)
-    state, unused, unused = safety.guard_step(state, "primary", {"b": "t2"}, 14.0, 3, LEASE, observed_at=12.0)
+    state = safety.guard_step({}, "primary", {"b": "t1"}, 10.0, 3, LEASE)[0]
+    state = safety.guard_step(state, "primary", {"b": "t2"}, 14.0, 3, LEASE, observed_at=12.0)[0]
     assert state["confirmed"]["b"] == 10.0 + beat and state["majority_at"] == 10.0 + beat
-    state, unused, unused = safety.guard_step(state, "primary", {"b": "t3"}, 14.2, 3, LEASE, observed_at=12.2)
+    state = safety.guard_step(state, "primary", {"b": "t3"}, 14.2, 3, LEASE, observed_at=12.2)[0]
     assert state["confirmed"]["b"] == 12.2, "a read on time dates it from its start"
-    unused, action, unused = safety.guard_step(state, "primary", {"b": "t3"}, 12.2 + LEASE["lease_seconds"] + 0.1,
-                                               3, LEASE)
+    action = safety.guard_step(state, "primary", {"b": "t3"}, 12.2 + LEASE["lease_seconds"] + 0.1, 3, LEASE)[1]
     assert action == "fence"
 
 
