@@ -593,7 +593,7 @@ def parse(argv):
     parser.add_argument("--sizes", type=int, nargs="*", default=[100], help="rebuild sizes in MB")
     parser.add_argument("--node-cycles", type=int, default=5,
                         help="cycles per power-off and link-cut series (leader and not leader, each system)")
-    parser.add_argument("--fence-cycles", type=int, default=1,
+    parser.add_argument("--fence-cycles", type=int, default=0,
                         help="cycles per node-fault series with the lab's power fence as fence_command (0: none)")
     parser.add_argument("--observe", type=float, default=15.0, help="seconds each kill -9 failover is watched")
     parser.add_argument("--node-observe", type=float, default=60.0, help="seconds each node fault is watched")
