@@ -189,9 +189,9 @@ def start_decision(local, peers, total, arbiter=None, start_refusal=keeper.start
 
     local: {"standby_signal", "fence_lock", "timeline", "name", "bootstrap" (a new cluster's
     first primary, before its standbys exist), "fenced_peers" (old primaries proven fenced by
-    the failover that promoted it, for its timeline), "forced" (the operator's start.yml force=true:
-    starts without the confirmation, never against a lock, another primary or a newer
-    timeline)}; peers: {name: {"reachable",
+    the failover that promoted it, for its timeline), "forced" (two nodes: the operator's start.yml
+    force=true starts it without its peer's confirmation, never against a lock, another
+    primary or a newer timeline)}; peers: {name: {"reachable",
     "in_recovery", "timeline", "follows"}} where follows names the node a standby is
     configured to stream from. arbiter: keeper mode only, {"lease": the arbiter's lease row,
     None when it does not answer}: the lease decides who may be primary.
@@ -230,11 +230,17 @@ def start_decision(local, peers, total, arbiter=None, start_refusal=keeper.start
         "a majority is needed" if lease_enforced(total) else
         "with two nodes the peer must answer as a standby following it (it may have been promoted while this "
         "node was off)"))
-    if local.get("forced"):
-        return _start(True, "started by the operator's force although %s" % waiting)
-    return {"start": False, "write_lock": False, "retry": True,
-            "reason": waiting + "; start the standbys first or, if they are lost for good, pgha.cluster.start "
-                                "-e force=true"}
+    if not lease_enforced(total):
+        # Two nodes: the operator may vouch that the peer is lost for good. (With three or
+        # more, a primary without a majority loses its lease: the lost nodes must leave the
+        # inventory instead.)
+        if local.get("forced"):
+            return _start(True, "started by the operator's force although %s" % waiting)
+        advice = "start the standby first or, if it is lost for good, pgha.cluster.start --limit %s -e force=true" % (
+            local.get("name"))
+    else:
+        advice = "start the standbys first (nodes lost for good must leave the inventory: site.yml)"
+    return {"start": False, "write_lock": False, "retry": True, "reason": "%s; %s" % (waiting, advice)}
 
 
 def _start_by_lease(local, answering, lease, start_refusal):

@@ -1,7 +1,7 @@
 """Cluster stop and start in a safe order (PG-REX parity): stop.yml stops pgpool, the
 primary, then the standbys; start.yml brings back the same primary, the standbys streaming
 and every node attached; it refuses (starting nothing) when the only would-be primary is
-fenced; with force=true it starts the primary alone, without its standbys' confirmation."""
+fenced."""
 import time
 
 from cluster_probe import (followers_ok, lab_exec, node_sql, params, pool_attached, pool_connect, primaries, survey,
@@ -10,7 +10,6 @@ from conftest import outcome, report
 from ansible_collections.pgha.cluster.plugins.module_utils.pg_facts import survey_node
 
 FENCE_LOCK = "/var/lib/pgha/fenced"
-START_OVERRIDE = "/var/lib/pgha/start-override"
 
 
 def all_down(lab):
@@ -55,15 +54,6 @@ def test_stop_then_start_keeps_the_primary(lab, ansible, healthy_cluster):
     finally:
         lab_exec(primary, "rm -f %s" % FENCE_LOCK)
 
-    # The standbys lost for good: the operator starts the primary alone (its start guard skips
-    # the majority's confirmation once), then the rest as usual.
-    forced = ansible.playbook("pgha.cluster.start", "--limit", primary, "-e", "force=true")
-    assert forced.returncode == 0, outcome(forced)
-    assert primaries(survey(lab)) == [primary], "start.yml force=true did not start the primary alone"
-    assert lab_exec(primary, "test -e %s" % START_OVERRIDE).returncode != 0, "the one-time force was left behind"
-    assert "started by the operator's force" in lab_exec(
-        primary, "journalctl -u 'postgresql@*' --no-pager -o cat | grep 'pgha-guard: starting' | tail -1").stdout
-
     started = time.time()
     result = ansible.playbook("pgha.cluster.start")
     assert result.returncode == 0, outcome(result)
@@ -73,6 +63,5 @@ def test_stop_then_start_keeps_the_primary(lab, ansible, healthy_cluster):
     assert wait_for(lambda: pool_attached(lab, list(lab["nodes"])), 30), "pgpool did not attach every node"
     assert marker_present(lab, primary, marker), "a row committed before the stop is missing"
     assert survey_node(params(lab, lab["vip"], port=9999), local=False)["reachable"], "no session through the VIP"
-    report("chaos.txt", "stop.yml %.1f s, start.yml %.1f s (primary %s kept; start refused while it was fenced, "
-           "started alone with force=true)"
+    report("chaos.txt", "stop.yml %.1f s, start.yml %.1f s (primary %s kept; start refused while it was fenced)"
            % (stop_seconds, start_seconds, primary))

@@ -153,3 +153,17 @@ def test_a_guard_stopped_for_longer_than_a_lease_starts_over(guard, tmp_path):
     saved["saved_wall"] -= 10
     (tmp_path / "state.json").write_text(json.dumps(saved))
     assert guard.restored_state(config, guard.clock(), 3.0) == {}
+
+
+def test_the_operators_force_counts_only_while_fresh(guard, tmp_path):
+    """start.yml -e force=true writes the file just before the start and removes it after; one
+    left by a playbook that died must not let a later start skip the confirmation."""
+    import os
+    override = tmp_path / "start-override"
+    config = {"start_override_file": str(override)}
+    assert not guard.start_forced(config)
+    override.write_text("start.yml force=true\n")
+    assert guard.start_forced(config)
+    old = time.time() - guard.START_OVERRIDE_SECONDS - 1
+    os.utime(override, (old, old))
+    assert not guard.start_forced(config)

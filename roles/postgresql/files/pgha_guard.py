@@ -20,7 +20,7 @@ must not keep it writable).
 start-check: decides with safety.start_decision whether this node may start: a standby
 always; a fenced node never; a primary only when no other node runs as primary or on a
 newer timeline and a majority confirms it (standbys configured to follow it; with two
-nodes, the standby; start.yml -e force=true skips this confirmation once); in keeper mode
+nodes, the standby, or start.yml -e force=true once); in keeper mode
 only when the arbiter's lease names it or an older timeline. It waits up to start_wait
 seconds for peers and the arbiter to answer (network not up at boot).
 

@@ -171,8 +171,9 @@ LOCAL = {"name": "a", "standby_signal": False, "fence_lock": None, "timeline": 3
      "confirmed by b"),
     # the operator's force=true starts without the confirmation, never against a proof
     (dict(LOCAL, forced=True), {"b": {"reachable": False}}, 2, True, False, False, "operator's force"),
-    (dict(LOCAL, forced=True), {"b": {"reachable": False}, "c": {"reachable": False}}, 3, True, False, False,
-     "operator's force although only 1 of 3"),
+    # three nodes or more: a primary without a majority would lose its lease: no force
+    (dict(LOCAL, forced=True), {"b": {"reachable": False}, "c": {"reachable": False}}, 3, False, False, True,
+     "nodes lost for good must leave the inventory"),
     (dict(LOCAL, forced=True, fence_lock="fenced"), {}, 2, False, False, False, "fenced"),
     (dict(LOCAL, forced=True), {"b": {"reachable": True, "in_recovery": False, "timeline": 4}}, 2, False, True, False,
      "already runs as primary"),
