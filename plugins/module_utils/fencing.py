@@ -45,13 +45,13 @@ def fence_script(layout, lock_file, reason, port=5432):
     # test -ef is a shell builtin: a readlink per process costs a fork, about 0.1 s a pass on a
     # node running pgpool's children.
     orphans = 'for p in /proc/[0-9]*; do [ "$p/cwd" -ef %s ] && ACTION; done' % datadir
-    # The stop is bounded: a frozen postmaster (SIGSTOP, a hung disk) never answers it, while its
-    # backends could still commit; the kill below ends it and them.
     kill_orphans = orphans.replace("ACTION", "kill -9 ${p#/proc/} 2>/dev/null")
     no_orphans = "( %s; exit 0 )" % orphans.replace("ACTION", "exit 1")
     revoke = ("if %s; then timeout 5 psql -p %d -XAtq -c \"ALTER SYSTEM SET primary_conninfo = ''\" -c "
               "'SELECT pg_reload_conf()' >/dev/null || exit 1; else printf \"primary_conninfo = ''\\n\" "
               ">> %s/postgresql.auto.conf || exit 1; fi" % (running, port, datadir))
+    # The stop is bounded: a frozen postmaster (SIGSTOP, a hung disk) never answers it, while its
+    # backends could still commit; the kill sweep ends it and them.
     return ("umask 022; %s; if [ -e %s/standby.signal ]; then %s; echo \"PGHA-FENCED standby $tl\"; exit 0; fi; "
             "printf '%%s\\n' %s > %s || exit 1; %s || timeout %s pg_ctlcluster %s %s stop -m immediate >/dev/null 2>&1; "
             "i=0; while [ $i -lt 100 ]; do %s; %s && %s && { echo \"PGHA-FENCED primary $tl\"; exit 0; }; "

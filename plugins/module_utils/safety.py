@@ -225,22 +225,20 @@ def start_decision(local, peers, total, arbiter=None, start_refusal=keeper.start
     needed = majority(total) if lease_enforced(total) else min(total, 2)
     if 1 + len(confirming) >= needed:
         return _start(True, "confirmed by %s" % ", ".join(confirming or ["itself"]))
-    waiting = ("only %d of %d nodes confirm this primary (standbys following it or fenced: %s); %s" % (
-        1 + len(confirming), total, ", ".join(confirming) or "none",
-        "a majority is needed" if lease_enforced(total) else
-        "with two nodes the peer must answer as a standby following it (it may have been promoted while this "
-        "node was off)"))
-    if not lease_enforced(total):
-        # Two nodes: the operator may vouch that the peer is lost for good. (With three or
-        # more, a primary without a majority loses its lease: the lost nodes must leave the
-        # inventory instead.)
-        if local.get("forced"):
-            return _start(True, "started by the operator's force although %s" % waiting)
-        advice = "start the standby first or, if it is lost for good, pgha.cluster.start --limit %s -e force=true" % (
-            local.get("name"))
-    else:
-        advice = "start the standbys first (nodes lost for good must leave the inventory: site.yml)"
-    return {"start": False, "write_lock": False, "retry": True, "reason": "%s; %s" % (waiting, advice)}
+    waiting = "only %d of %d nodes confirm this primary (standbys following it or fenced: %s)" % (
+        1 + len(confirming), total, ", ".join(confirming) or "none")
+    if lease_enforced(total):
+        # No force: a primary without a majority loses its lease at once; the lost nodes must
+        # leave the inventory instead.
+        return _retry("%s; a majority is needed; start the standbys first (nodes lost for good must leave the "
+                      "inventory: site.yml)" % waiting)
+    waiting += ("; with two nodes the peer must answer as a standby following it (it may have been promoted while "
+                "this node was off)")
+    # Two nodes: the operator may vouch that the peer is lost for good.
+    if local.get("forced"):
+        return _start(True, "started by the operator's force although %s" % waiting)
+    return _retry("%s; start the standby first or, if it is lost for good, pgha.cluster.start --limit %s -e "
+                  "force=true" % (waiting, local.get("name")))
 
 
 def _start_by_lease(local, answering, lease, start_refusal):
@@ -254,7 +252,7 @@ def _start_by_lease(local, answering, lease, start_refusal):
         return None     # a new cluster's first start: no lease was ever granted
     refusal = start_refusal(lease, local.get("name"), local.get("timeline"))
     if refusal and lease is None:
-        return {"start": False, "write_lock": False, "retry": True, "reason": refusal}
+        return _retry(refusal)
     if refusal:
         return _start(False, refusal, lock=True)
     if lease is None or lease.get("holder") is None:
@@ -266,6 +264,10 @@ def _start_by_lease(local, answering, lease, start_refusal):
 
 def _start(allowed, reason, lock=False):
     return {"start": allowed, "write_lock": lock, "retry": False, "reason": reason}
+
+
+def _retry(reason):
+    return {"start": False, "write_lock": False, "retry": True, "reason": reason}
 
 
 # --- the promotion gate ------------------------------------------------------------------

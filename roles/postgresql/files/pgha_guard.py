@@ -104,14 +104,14 @@ def unread(config):
     return None if status.returncode == 3 else "unknown"
 
 
-def read_fenced_peers(config, facts, safety):
-    """Old primaries the failover proved fenced, recorded for this primary's timeline."""
+def read_fenced_peers(config, timeline, safety):
+    """Old primaries the failover that promoted this node proved fenced, recorded for its timeline."""
     try:
         with open(config["fenced_peers_file"]) as handle:
             record = handle.read(4096)
     except OSError:
         return []
-    return safety.fenced_peers(record, facts.get("timeline"), config["name"])
+    return safety.fenced_peers(record, timeline, config["name"])
 
 
 def apply_sync_policy(config, postgres, safety, facts, standing, seen):
@@ -301,7 +301,7 @@ def run(config):
         if overridden and overridden != last_override:
             log(overridden)
         last_override = overridden
-        fenced = read_fenced_peers(config, facts, safety) if role == "primary" else []
+        fenced = read_fenced_peers(config, facts.get("timeline"), safety) if role == "primary" else []
         state, action, reason = safety.guard_step(state, role, replies, clock(), total if config["enforce"] else 1,
                                                   lease, is_paused, fenced, observed_at)
         if role in ("primary", "unknown"):
@@ -340,7 +340,7 @@ def clear_bootstrap(config, role, replies, safety, total):
 
 
 def local_facts(config, instance):
-    from ansible_collections.pgha.cluster.plugins.module_utils import promotion
+    from ansible_collections.pgha.cluster.plugins.module_utils import promotion, safety
     datadir = config["layout"]["datadir"]
     lock = None
     if os.path.exists(config["fence_lock_file"]):
@@ -355,13 +355,7 @@ def local_facts(config, instance):
         timeline = int(value)
     return {"name": config["name"], "standby_signal": os.path.exists(os.path.join(datadir, "standby.signal")),
             "fence_lock": lock, "timeline": timeline, "bootstrap": os.path.exists(config["bootstrap_file"]),
-            "forced": start_forced(config), "fenced_peers": recorded_fenced_peers(config, timeline)}
-
-
-def recorded_fenced_peers(config, timeline):
-    """The old primaries the failover that promoted this node proved fenced (for its timeline)."""
-    from ansible_collections.pgha.cluster.plugins.module_utils import safety
-    return read_fenced_peers(config, {"timeline": timeline}, safety)
+            "forced": start_forced(config), "fenced_peers": read_fenced_peers(config, timeline, safety)}
 
 
 def start_forced(config):
