@@ -11,6 +11,8 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import json
+
 from ansible_collections.pgha.cluster.plugins.module_utils import postgres
 
 SCHEMA = """CREATE TABLE IF NOT EXISTS pgha_lease (
@@ -24,7 +26,7 @@ SCHEMA = """CREATE TABLE IF NOT EXISTS pgha_lease (
 )"""
 
 READ = """SELECT holder, term, timeline, synchronous, expires_at < now() AS expired,
-       extract(epoch FROM now() - renewed_at)::float8 AS age
+       extract(epoch FROM now() - renewed_at)::float8 AS age, extract(epoch FROM renewed_at)::float8 AS renewed
   FROM pgha_lease WHERE cluster = %(cluster)s"""
 
 CREATE = """INSERT INTO pgha_lease (cluster, holder, term, timeline, expires_at, synchronous)
@@ -61,3 +63,17 @@ def change(conn, statement, **values):
     """Run CREATE, RENEW or CLAIM; the new term when it took effect, else None."""
     row = postgres.query_one(conn, statement, values)
     return row["term"] if row else None
+
+
+def lease_seen(state_file):
+    """The lease row the keeper read last (keeper.remembered), from its state file; None when
+    it has none. A row older than that comes from an arbiter restored from a backup
+    (keeper.lease_behind)."""
+    try:
+        with open(state_file) as handle:
+            seen = json.load(handle).get("lease_seen")
+    except (OSError, ValueError, AttributeError):
+        return None
+    if not isinstance(seen, dict) or not isinstance(seen.get("renewed"), (int, float)):
+        return None
+    return seen

@@ -21,6 +21,10 @@ The rules that make a split brain impossible:
 - A node that cannot reach the arbiter never promotes itself and never goes asynchronous.
 - A primary that finds the lease held by its peer on a timeline at least its own was
   replaced: it fences itself. The holder fences a peer that runs as a second primary.
+- A row last changed before one a node already read (the arbiter restored from a backup)
+  may name an old holder or an old "synchronous": a standby never acts on it, and the
+  start guard decides on the row the node remembers instead; the primary's next renewal
+  makes the arbiter's row current again.
 """
 from __future__ import absolute_import, division, print_function
 
@@ -32,6 +36,29 @@ from ansible_collections.pgha.cluster.plugins.module_utils.pg_facts import lsn_t
 def lease_seconds(keepalives_time, keepalives_count):
     """The lease lasts as long as the standby's patience: failover stays within the keepalive budget."""
     return float(keepalives_time) * int(keepalives_count)
+
+
+REMEMBERED = ("holder", "term", "timeline", "renewed")
+
+
+def remembered(lease):
+    """What a node keeps of the latest lease row it read (renewed: its last change, arbiter clock)."""
+    return dict((k, lease.get(k)) for k in REMEMBERED)
+
+
+def lease_behind(lease, seen):
+    """Whether the lease row was last changed before the row this node remembers (seen): the
+    arbiter was restored from a backup, or its clock stepped back. Such a row may name a
+    holder, or say synchronous, when that is no longer true."""
+    renewed, known = (lease or {}).get("renewed"), (seen or {}).get("renewed")
+    return renewed is not None and known is not None and renewed < known
+
+
+def behind_reason(lease, seen):
+    return ("the arbiter's lease row (holder %s, term %s) was last changed %.1f s before the one this node read "
+            "(holder %s, term %s): the arbiter was restored from a backup, or its clock stepped back" % (
+                lease.get("holder"), lease.get("term"), seen["renewed"] - lease["renewed"], seen.get("holder"),
+                seen.get("term")))
 
 
 def _decision(state, steps, reason, warn=False):
@@ -47,9 +74,11 @@ def keeper_step(facts, state, count, strict=False):
     flush position, bytes), peer {reachable, role, timeline, streaming (its WAL receiver
     streams from this primary), sync (this primary lists it as sync or quorum), flush_lsn},
     lease (None: the arbiter does not answer; {"holder": None}: no row yet; else holder,
-    term, timeline, expired, synchronous, age).
+    term, timeline, expired, synchronous, age, renewed: its last change, arbiter clock).
     state: failures (peer's consecutive failed beats), synced (the standby has every commit
-    this primary acknowledged), unsynced_lsn (WAL position up to which it may not).
+    this primary acknowledged), unsynced_lsn (WAL position up to which it may not),
+    lease_seen (keeper.remembered of the latest lease row read; the keeper keeps it across
+    restarts).
     count: failed beats before acting (keepalives_count).
     strict: pgha_synchronous_mode_strict - never turn replication asynchronous: writes wait
     for the standby (or its replacement) rather than be acknowledged by one node alone.
@@ -63,6 +92,13 @@ def keeper_step(facts, state, count, strict=False):
     state = dict({"failures": 0, "synced": False, "unsynced_lsn": None, "was_async": True}, **state)
     if facts.get("paused"):
         return _decision(dict(state, failures=0), [], "paused by a maintenance marker or a playbook's lock")
+    lease = facts.get("lease")
+    if lease_behind(lease, state.get("lease_seen")):
+        if facts.get("role") == "standby":
+            return _decision(state, [], "%s; not acting on it until the primary renews it" % behind_reason(
+                lease, state["lease_seen"]), warn=True)
+    elif (lease or {}).get("renewed") is not None:
+        state["lease_seen"] = remembered(lease)
     if facts.get("role") == "primary":
         return _primary_step(facts, state, count, strict)
     if facts.get("role") == "standby":
@@ -112,6 +148,13 @@ def _primary_step(facts, state, count, strict):
                          "happened; fencing this old primary" % (lease["holder"], lease["term"],
                                                                  lease.get("timeline"), facts.get("timeline")),
                          warn=True)
+    if _peer_is_primary(facts) and (facts["peer"].get("timeline") or 0) > (facts.get("timeline") or 0):
+        # Promoted after this node: the lease row naming this node is an old one (an arbiter
+        # restored from a backup); the peer takes it over (its timeline is newer).
+        return _decision(state, [("fence_self",)],
+                         "%s runs as a primary on timeline %s, newer than this node's %s: this is the old primary "
+                         "(the arbiter's row is an old one); fencing this node" % (
+                             _peer_name(facts), facts["peer"].get("timeline"), facts.get("timeline")), warn=True)
     if _peer_is_primary(facts):
         return _decision(state, [("renew", state["synced"]), ("fence_peer",)],
                          "%s also runs as a primary without the lease: fencing it" % _peer_name(facts), warn=True)

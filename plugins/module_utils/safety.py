@@ -194,7 +194,8 @@ def start_decision(local, peers, total, arbiter=None, start_refusal=keeper.start
     primary or a newer timeline)}; peers: {name: {"reachable",
     "in_recovery", "timeline", "follows"}} where follows names the node a standby is
     configured to stream from. arbiter: keeper mode only, {"lease": the arbiter's lease row,
-    None when it does not answer}: the lease decides who may be primary.
+    None when it does not answer; "seen": the row this node's keeper read last, which decides
+    instead of an older one}: the lease decides who may be primary.
     """
     if local.get("standby_signal"):
         return _start(True, "starts as a standby")
@@ -202,7 +203,7 @@ def start_decision(local, peers, total, arbiter=None, start_refusal=keeper.start
         return _start(False, "fenced (%s): rebuild it as a standby" % local["fence_lock"])
     answering = dict((n, p) for n, p in peers.items() if p.get("reachable"))
     if arbiter is not None:
-        decided = _start_by_lease(local, answering, arbiter.get("lease"), start_refusal)
+        decided = _start_by_lease(local, answering, arbiter, start_refusal)
         if decided:
             return decided
     other_primaries = sorted(n for n, p in answering.items() if p.get("in_recovery") is False)
@@ -241,25 +242,29 @@ def start_decision(local, peers, total, arbiter=None, start_refusal=keeper.start
                   "force=true" % (waiting, local.get("name")))
 
 
-def _start_by_lease(local, answering, lease, start_refusal):
-    """Keeper mode: the arbiter's lease names the primary. None: no lease row yet (the
-    checks of the peers decide)."""
+def _start_by_lease(local, answering, arbiter, start_refusal):
+    """Keeper mode: the arbiter's lease names the primary (arbiter: {"lease", "seen": the
+    row this node's keeper read last}). None: no lease row yet (the checks of the peers decide)."""
     newer = sorted(n for n, p in answering.items() if (p.get("timeline") or 0) > (local.get("timeline") or 0))
     if newer:
         return _start(False, "%s is on a newer timeline than this node (%s): a failover happened, rebuild this node"
                       % (", ".join(newer), local.get("timeline")), lock=True)
     if local.get("bootstrap"):
         return None     # a new cluster's first start: no lease was ever granted
+    lease, seen, restored = arbiter.get("lease"), arbiter.get("seen"), ""
+    if keeper.lease_behind(lease, seen):
+        # An older row may name this node although its peer took over since.
+        lease, restored = seen, " (%s: deciding on the row this node read)" % keeper.behind_reason(lease, seen)
     refusal = start_refusal(lease, local.get("name"), local.get("timeline"))
     if refusal and lease is None:
         return _retry(refusal)
     if refusal:
-        return _start(False, refusal, lock=True)
+        return _start(False, refusal + restored, lock=True)
     if lease is None or lease.get("holder") is None:
         return None
     # A peer still answering as a primary without the lease fences itself (its keeper).
-    return _start(True, "the arbiter's lease allows it (holder %s, timeline %s)" % (lease["holder"],
-                                                                                    lease.get("timeline")))
+    return _start(True, "the arbiter's lease allows it (holder %s, timeline %s)%s" % (
+        lease["holder"], lease.get("timeline"), restored))
 
 
 def _start(allowed, reason, lock=False):

@@ -4,7 +4,8 @@ Simulated: each node's server (role, timeline, WAL as unique entries, WAL receiv
 asynchronous override, fence lock), its keeper's beat (own clock rate and phase), the
 arbiter's lease row with compare-and-set and expiry on the arbiter's clock, a network
 where any pair of {n1, n2, arbiter, client} can be cut, a client that commits to every
-primary it reaches, crashes, power loss, clean stops, restarts, a standby whose WAL
+primary it reaches, crashes, power loss, clean stops, restarts, the arbiter's database
+restored from an earlier backup, a standby whose WAL
 receiver breaks while the primary still answers, rebuilds. The real code decides:
 keeper.beat_facts and keeper.keeper_step (each beat), safety.start_decision with the
 arbiter's lease (each start).
@@ -49,6 +50,10 @@ class Node:
         self.moved_aside = []
         self.start_retry_until = None
 
+    def restarted_state(self):
+        """A keeper that starts again keeps only the latest change of the lease row it read (on disk)."""
+        return dict((k, v) for k, v in self.state.items() if k == "lease_seen")
+
 
 class KeeperWorld:
     def __init__(self, seed, policy=None, strict=False):
@@ -61,6 +66,7 @@ class KeeperWorld:
         self.nodes["n1"].primary = True
         self.nodes["n2"].follows = "n1"
         self.arbiter_up, self.lease = True, None     # lease: holder, term, timeline, expires, synchronous, renewed
+        self.arbiter_backup = None                   # a copy of the lease row (None: no row yet)
         self.cut = set()
         self.timeline, self.acked, self.next_commit, self.dir_count = [], [], 0, 2
 
@@ -86,7 +92,7 @@ class KeeperWorld:
     def ev_poweroff(self, name):
         node = self.nodes[name]
         node.powered = node.running = node.receiver_up = False
-        node.state, node.start_retry_until = {}, None
+        node.state, node.start_retry_until = node.restarted_state(), None
 
     def ev_poweron(self, name):
         if not self.nodes[name].powered:
@@ -114,6 +120,14 @@ class KeeperWorld:
 
     def ev_arbiter_up(self):
         self.arbiter_up = True
+
+    def ev_arbiter_backup(self):
+        self.arbiter_backup = ("row", dict(self.lease) if self.lease else None)
+
+    def ev_arbiter_restore(self):
+        """The arbiter's database restored from the backup (its row goes back in time)."""
+        if self.arbiter_backup:
+            self.lease = dict(self.arbiter_backup[1]) if self.arbiter_backup[1] else None
 
     def ev_break_replication(self, name):
         self.nodes[name].receiver_broken = True
@@ -150,7 +164,7 @@ class KeeperWorld:
             raise Violation("a data directory was dropped")
         node.wal, node.timeline, node.follows = list(source.wal), source.timeline, source.name
         node.primary = node.fence_lock = node.async_override = node.receiver_broken = False
-        node.running, node.receiver_up, node.state = True, False, {}
+        node.running, node.receiver_up, node.state = True, False, node.restarted_state()
 
     # --- the start guard ---------------------------------------------------------------------
     def request_start(self, name):
@@ -165,12 +179,12 @@ class KeeperWorld:
         if peer.running and self.link(name, peer.name):
             peers[peer.name] = {"reachable": True, "in_recovery": not peer.primary, "timeline": peer.timeline,
                                 "follows": peer.follows}
-        arbiter = {"lease": self.lease_row(name)}
+        arbiter = {"lease": self.lease_row(name), "seen": node.state.get("lease_seen")}
         decision = safety.start_decision(local, peers, 2, arbiter=arbiter, start_refusal=self.policy.start_refusal)
         if decision["write_lock"]:
             node.fence_lock = True
         if decision["start"]:
-            node.running, node.start_retry_until, node.state = True, None, {}
+            node.running, node.start_retry_until, node.state = True, None, node.restarted_state()
             self.log("%s started (%s)" % (name, decision["reason"]))
         elif not decision["retry"]:
             node.start_retry_until = None
@@ -184,7 +198,8 @@ class KeeperWorld:
         if self.lease is None:
             return {"holder": None}
         row = dict((k, self.lease[k]) for k in ("holder", "term", "timeline", "synchronous"))
-        return dict(row, expired=self.lease["expires"] < self.t, age=self.t - self.lease["renewed"])
+        return dict(row, expired=self.lease["expires"] < self.t, age=self.t - self.lease["renewed"],
+                    renewed=self.lease["renewed"])
 
     def lease_change(self, name, kind, timeline, synchronous=False, term=None, takeover=False):
         if not self.link(name, ARBITER):

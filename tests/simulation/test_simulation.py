@@ -4,7 +4,7 @@ import os
 
 import pytest
 
-from ansible_collections.pgha.cluster.plugins.module_utils import safety
+from ansible_collections.pgha.cluster.plugins.module_utils import keeper, safety
 
 import keeper_sim
 import legacy
@@ -266,3 +266,40 @@ def test_a_stopped_new_primary_is_not_rebuilt_from_the_old_primary_that_came_bac
               (45.3, ("rebuild", "n2")), (53.0, ("arbiter_up",))]
     world = keeper_sim.run(9552, events=events, strict=False)
     assert [line for line in world.timeline if "rebuild of n2 refused" in line], "\n".join(world.timeline)
+
+
+class ForgetfulKeeper(keeper_sim.Policy):
+    """The keeper before it remembered the lease row it read (an older row was taken as true)."""
+
+    @staticmethod
+    def keeper_step(facts, state, count, strict=False):
+        lease = facts.get("lease") and dict((k, v) for k, v in facts["lease"].items() if k != "renewed")
+        return keeper.keeper_step(dict(facts, lease=lease), state, count, strict)
+
+
+def test_keeper_standby_does_not_take_over_on_a_restored_arbiter():
+    """The arbiter restored from a backup taken before the primary went asynchronous: its row
+    says the standby was synchronous again. The standby read the newer row: it does not
+    promote (the old keeper did, and lost the commits acknowledged asynchronously); once
+    every fault is repaired the old primary starts on the row it remembers and renews it."""
+    events = [(1.0, ("arbiter_backup",)), (3.0, ("break_replication", "n2")), (12.0, ("crash", "n1")),
+              (12.5, ("arbiter_restore",)), (30.0, ("fix_replication", "n2"))]
+    with pytest.raises(sim.Violation, match="acknowledged commits missing"):
+        keeper_sim.run(5, events=events, policy=ForgetfulKeeper(), strict=False)
+    world = keeper_sim.run(5, events=events, strict=False)
+    assert any("asynchronous replication" in line for line in world.timeline), "\n".join(world.timeline)
+    assert not promotions(world) and keeper_primaries(world) == ["n1"], "\n".join(world.timeline)
+    assert any("restored from a backup" in line for line in world.timeline), "\n".join(world.timeline)
+
+
+def test_keeper_old_primary_named_by_a_restored_arbiter_fences_itself():
+    """The arbiter restored to a row naming the old primary (before the standby took over);
+    both nodes power on together and start on the rows they remember: the old primary sees
+    its peer on a newer timeline and fences itself (it used to fence the new primary)."""
+    events = [(1.0, ("arbiter_backup",)), (2.0, ("poweroff", "n1")), (8.0, ("poweroff", "n2")),
+              (10.0, ("arbiter_restore",)), (20.0, ("poweron", "n1")), (20.0, ("poweron", "n2"))]
+    for seed in range(20):        # which keeper beats first differs per seed
+        world = keeper_sim.run(seed, events=events, strict=True)
+        assert [line for line in world.timeline if "n1 fenced itself" in line], "\n".join(world.timeline)
+        assert not [line for line in world.timeline if "fenced n2" in line], "\n".join(world.timeline)
+        assert keeper_primaries(world) == ["n2"] and world.lease["holder"] == "n2", "\n".join(world.timeline)

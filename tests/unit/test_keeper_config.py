@@ -5,6 +5,7 @@ import types
 
 import pytest
 
+from ansible_collections.pgha.cluster.plugins.module_utils import arbiter
 from collection_path import REPO
 
 KEEPER = REPO / "roles" / "keeper" / "files" / "pgha_keeper.py"
@@ -89,7 +90,8 @@ def test_conninfo_keeps_the_tls_keywords_for_the_peer_and_drops_them_for_the_loc
         "ca_cert": "/etc/pgha/tls/ca.crt", "channel_binding": "require"}
     config = dict(keeper.parse_config(VALID), node1_conninfo=conninfo % 1, node2_conninfo=conninfo % 2)
     core = types.SimpleNamespace(lease_seconds=lambda keepalives_time, keepalives_count: 3.0)
-    node = keeper.Keeper(config, [None] * 4 + [core, None])
+    config["state_file"] = "/nonexistent/keeper.json"       # no lease row remembered
+    node = keeper.Keeper(config, [None] * 3 + [arbiter, core, None])
     assert node.peer["channel_binding"] == "require" and node.peer["login_host"] == "10.0.0.1"
     # the unix socket has no TLS: channel_binding=require would refuse every local login
     assert not any(node.local[key] for key in ("ssl_mode", "ca_cert", "channel_binding", "login_host"))

@@ -166,7 +166,9 @@ class Keeper:
         self.port = int(self.local.get("login_port", 5432))
         self.timeout = max(1.0, config["keepalives_time"])
         self.lease_seconds = self.core.lease_seconds(config["keepalives_time"], config["keepalives_count"])
-        self.state, self.last, self.schema_ready = {}, None, False
+        # A restarted keeper keeps the lease row it read last (keeper.lease_behind).
+        seen = self.arbiter.lease_seen(config["state_file"])
+        self.state, self.last, self.schema_ready = {} if seen is None else {"lease_seen": seen}, None, False
 
     # --- facts ---------------------------------------------------------------------------
     def read_local(self):
@@ -365,7 +367,7 @@ class Keeper:
                   "reason": reason, "warn": decision["warn"], "done": done,
                   "lease_holder": lease.get("holder") if lease else None,
                   "arbiter": "answers" if lease is not None else "does not answer",
-                  "synchronous": self.state.get("synced")}
+                  "synchronous": self.state.get("synced"), "lease_seen": self.state.get("lease_seen")}
         try:
             with open(self.config["state_file"] + ".tmp", "w") as handle:
                 json.dump(record, handle)

@@ -385,19 +385,20 @@ def arbiter_lease(config):
         return None
     from ansible_collections.pgha.cluster.plugins.module_utils import arbiter, postgres
     settings = dict(config["arbiter"])
-    cluster = settings.pop("cluster")
+    cluster, seen = settings.pop("cluster"), arbiter.lease_seen(settings.pop("keeper_state_file", ""))
     try:
         conn = postgres.connect(arbiter.params(dict(settings, **postgres.verified(config.get("tls_ca"))), 2.0))
     except postgres.PgConnectError as exc:
         log("arbiter: %s" % exc)
-        return {"lease": None}
+        return {"lease": None, "seen": seen}
     try:
-        return {"lease": arbiter.read_lease(conn, cluster, ensure_schema=True)}
+        return {"lease": arbiter.read_lease(conn, cluster, ensure_schema=True), "seen": seen}
     except postgres.DRIVER_ERRORS as exc:
         log("arbiter: %s" % " ".join(str(exc).split()))
-        return {"lease": None}
+        return {"lease": None, "seen": seen}
     finally:
         conn.close()
+
 
 
 def start_check(config, instance):

@@ -1,7 +1,7 @@
 """Table tests of the keeper's decision (module_utils/keeper.py): every branch, each refusal."""
 import pytest
 
-from ansible_collections.pgha.cluster.plugins.module_utils import keeper
+from ansible_collections.pgha.cluster.plugins.module_utils import arbiter, keeper
 
 HELD = {"holder": "node1", "term": 4, "timeline": 2, "expired": False, "synchronous": True, "age": 0.5}
 PEER_STREAMS = {"name": "node2", "reachable": True, "role": "standby", "timeline": 2, "streaming": True,
@@ -38,7 +38,9 @@ def steps(decision):
     (primary(peer=PEER_GONE), dict(SYNCED, failures=2), ["renew", "async"], "asynchronous replication"),
     (primary(peer=PEER_GONE, **{"async": True}), SYNCED, ["renew"], "asynchronous while"),
     (primary(**{"async": True}), SYNCED, ["renew", "sync"], "back to synchronous"),
-    (primary(peer=PEER_PRIMARY), SYNCED, ["renew", "fence_peer"], "without the lease: fencing it"),
+    (primary(peer=dict(PEER_PRIMARY, timeline=2)), SYNCED, ["renew", "fence_peer"], "without the lease: fencing it"),
+    # a peer promoted after this node: the row naming this node is an old one
+    (primary(peer=PEER_PRIMARY), SYNCED, ["fence_self"], "this is the old primary"),
     (primary(lease=dict(HELD, holder="node2", timeline=3)), SYNCED, ["fence_self"], "a failover happened"),
     (primary(lease=dict(HELD, holder="node2", timeline=2)), SYNCED, ["fence_self"], "a failover happened"),
     (primary(timeline=3, lease=dict(HELD, holder="node2", timeline=2)), SYNCED, ["claim"], "switchover"),
@@ -116,6 +118,32 @@ def test_start_refusal(lease, timeline, refused):
     assert (reason is None) if refused is None else (refused in reason)
 
 
+SEEN = keeper.remembered(dict(HELD, renewed=1000.0))
+
+
+@pytest.mark.parametrize("facts, expected, words", [
+    # a standby never acts on a row older than the one it read (an arbiter restored from a backup)
+    (standby(lease=dict(HELD, expired=True, renewed=990.0)), [], "restored from a backup"),
+    (standby(lease=dict(HELD, holder="node2", renewed=990.0)), [], "restored from a backup"),
+    (standby(lease=dict(HELD, expired=True, renewed=1000.0)), ["claim", "promote", "fence_peer", "renew", "async",
+                                                               "after_command"], "taking the lease"),
+    # a primary renews it: the row is current again
+    (primary(lease=dict(HELD, renewed=990.0)), ["renew"], "standby streams"),
+])
+def test_a_lease_row_older_than_the_one_read(facts, expected, words):
+    unused, decision = keeper.keeper_step(facts, dict(SYNCED, failures=2, lease_seen=SEEN), 3)
+    assert steps(decision) == expected and words in decision["reason"], decision
+
+
+def test_the_row_read_last_is_remembered():
+    state, unused = keeper.keeper_step(primary(lease=dict(HELD, renewed=1001.5)), dict(SYNCED, lease_seen=SEEN), 3)
+    assert state["lease_seen"] == {"holder": "node1", "term": 4, "timeline": 2, "renewed": 1001.5}
+    state, unused = keeper.keeper_step(standby(lease=dict(HELD, renewed=990.0)), dict(SYNCED, lease_seen=SEEN), 3)
+    assert state["lease_seen"] == SEEN
+    state, unused = keeper.keeper_step(standby(lease=None), dict(SYNCED, lease_seen=SEEN), 3)
+    assert state["lease_seen"] == SEEN
+
+
 def test_beat_facts_from_surveys():
     local = {"role": "primary", "timeline": 2, "current_lsn_bytes": 99, "wal_receiver": None,
              "replication": [{"application_name": "node2", "state": "streaming", "sync_state": "quorum",
@@ -144,3 +172,20 @@ def test_strict_mode_promotes_without_going_asynchronous():
     assert steps(decision) == ["claim", "promote", "fence_peer", "renew", "after_command"], decision
     unused, decision = keeper.keeper_step(standby(lease=dict(HELD, holder="node2")), {}, 3, strict=True)
     assert steps(decision) == ["promote", "renew", "after_command"], decision
+
+
+@pytest.mark.parametrize("content, expected", [
+    ('{"lease_seen": {"holder": "node1", "term": 4, "timeline": 2, "renewed": 1000.5}}',
+     {"holder": "node1", "term": 4, "timeline": 2, "renewed": 1000.5}),
+    ('{"lease_seen": null}', None),
+    ('{"lease_seen": {"holder": "node1", "renewed": "soon"}}', None),
+    ('{"role": "primary"}', None),
+    ("[1, 2]", None),
+    ("not json", None),
+    (None, None),
+])
+def test_the_row_read_last_survives_a_restart(tmp_path, content, expected):
+    path = tmp_path / "keeper.json"
+    if content is not None:
+        path.write_text(content)
+    assert arbiter.lease_seen(str(path)) == expected

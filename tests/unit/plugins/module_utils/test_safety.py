@@ -189,6 +189,29 @@ def test_start_decision(local, peers, total, start, lock, retry, words):
     assert words in decision["reason"]
 
 
+ROW = {"holder": "a", "term": 4, "timeline": 3, "renewed": 1000.0}
+TAKEN_OVER = {"holder": "b", "term": 5, "timeline": 4, "renewed": 1010.0}
+
+
+@pytest.mark.parametrize("arbiter, peers, start, lock, retry, words", [
+    ({"lease": None}, {}, False, False, True, "arbiter does not answer"),
+    ({"lease": ROW}, {}, True, False, False, "lease allows it (holder a"),
+    ({"lease": TAKEN_OVER}, {}, False, True, False, "belongs to b"),
+    ({"lease": ROW, "seen": ROW}, {}, True, False, False, "lease allows it (holder a"),
+    # an arbiter restored from a backup: its row names this node, the row this node read last its peer
+    ({"lease": ROW, "seen": TAKEN_OVER}, {}, False, True, False, "restored from a backup"),
+    # ... or an older holder than this node, which held the lease when it stopped
+    ({"lease": dict(TAKEN_OVER, renewed=990.0), "seen": ROW}, {}, True, False, False, "restored from a backup"),
+    ({"lease": {"holder": None}}, {"b": {"reachable": False}}, False, False, True, "peer must answer"),
+    ({"lease": ROW}, {"b": {"reachable": True, "in_recovery": True, "timeline": 4}}, False, True, False,
+     "newer timeline"),
+])
+def test_start_decision_in_keeper_mode(arbiter, peers, start, lock, retry, words):
+    decision = safety.start_decision(LOCAL, peers, 2, arbiter=arbiter)
+    assert (decision["start"], decision["write_lock"], decision["retry"]) == (start, lock, retry), decision
+    assert words in decision["reason"]
+
+
 def standby(upstream=None, age=None, reachable=True):
     return {"reachable": reachable, "in_recovery": True, "upstream": upstream, "upstream_age": age}
 
