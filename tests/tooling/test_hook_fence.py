@@ -158,3 +158,27 @@ def test_the_detach_forks_and_lets_pgpool_go_on_when_nothing_else_runs(hook, mon
     with pytest.raises(SystemExit):
         executor.do_detach("b")
     assert started == [("fence", "a", "pgha failover")]   # started before the parent left
+
+
+@pytest.mark.parametrize("standby_from, fenced", [(None, True), (0, False), (2, False)])
+def test_the_fence_retry_stops_once_the_node_answers_as_a_standby(hook, monkeypatch, tmp_path, standby_from, fenced):
+    """The background retry for a node that did not answer: fenced once ssh reaches it, unless
+    it answers as a standby first (rebuilt meanwhile: a fence would tell it to follow nobody)."""
+    config = dict(CONFIG, lock_path=str(tmp_path / "lock"), nodes=[NODE], fence_retry_seconds=30)
+    attempts = []
+
+    def answers_as_standby(config, node):
+        attempts.append("survey")
+        return standby_from is not None and len(attempts) > standby_from
+
+    def ssh(config, node, reason, connect_timeout, link=False):
+        attempts.append("fence")
+        return (VERIFIED if len(attempts) >= 6 else None), "ssh: connection timed out"
+
+    monkeypatch.setattr(hook, "answers_as_standby", answers_as_standby)
+    monkeypatch.setattr(hook, "fence_over_ssh", ssh)
+    monkeypatch.setattr(hook, "record_on_the_primary", lambda config, node: attempts.append("record"))
+    monkeypatch.setattr(hook.time, "sleep", lambda seconds: None)
+    assert hook.fence_until_done(config, {"node": "a", "reason": "test"}) == 0
+    assert ("fence" in attempts and attempts[-1] == "record") == fenced, attempts
+    assert fenced or attempts[-1] == "survey"

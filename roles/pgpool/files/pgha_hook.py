@@ -195,6 +195,11 @@ def fence_until_done(config, args):
             return 0  # another retry for this node is running
         deadline = time.time() + config.get("fence_retry_seconds", 900)
         while time.time() < deadline:
+            if answers_as_standby(config, node):
+                # Rebuilt meanwhile (or started with its standby.signal): no primary to stop,
+                # and a fence would tell the new standby to follow nobody.
+                log("%s answers as a standby: nothing left to fence" % node["name"])
+                return 0
             result = fence_over_ssh(config, node, reason, connect_timeout=2)[0]
             if result:
                 if result.get("kind") == "primary":
@@ -204,6 +209,12 @@ def fence_until_done(config, args):
     log("gave up fencing %s after %d s: its start guard keeps it from starting as a primary; rebuild it" % (
         node["name"], config.get("fence_retry_seconds", 900)), syslog.LOG_ERR)
     return 1
+
+
+def answers_as_standby(config, node):
+    from ansible_collections.pgha.cluster.plugins.module_utils import pg_facts
+    facts = pg_facts.read_node(conn_params(config, node, timeout=2), probe_timeout=0.5)
+    return bool(facts.get("reachable") and facts.get("in_recovery"))
 
 
 def promote(config, postgres, node):
