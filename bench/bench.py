@@ -58,17 +58,31 @@ def follow_watch(system):
     return FOLLOW_WATCH_BASELINE if system == "baseline" else FOLLOW_WATCH
 
 
-# One pgha failover's steps, each the first journal line after the fault that matches, on
-# any node: pgpool's own log (stderr, in the pgpool2 unit's journal) and the hook's syslog.
-BREAKDOWN = (
-    ("pgpool sees the backend fail", r"pgpool\[\d+\]: .*(degenerate backend request|health check failed|"
-                                     r"failover request|failed to read kind from backend)"),
-    ("hook starts", r"pgha-hook\[\d+\]: step survey done"),  # less its own "(N s)" since the start
-    ("survey done", r"pgha-hook\[\d+\]: step survey done"),
-    ("fence done", r"pgha-hook\[\d+\]: step fence .* done"),
-    ("promote done", r"pgha-hook\[\d+\]: step promote .* done"),
-    ("pgpool sees the new primary", r"pgpool\[\d+\]: .*(find_primary_node: primary node is|failover done)"),
-)
+# One failover's steps, each the first journal line after the fault that matches, on any
+# node: pgpool's own log (stderr, in the pgpool2 unit's journal), the pgha hook's syslog
+# and the baseline script's logger lines.
+PGPOOL_SEES_FAILURE = (r"pgpool\[\d+\]: .*(degenerate backend request|health check failed|failover request|"
+                       r"failed to read kind from backend)")
+PGPOOL_SEES_PRIMARY = r"pgpool\[\d+\]: .*(find_primary_node: primary node is|failover done)"
+COMMAND_STARTS = "failover command starts"
+BREAKDOWN = {
+    "pgha": (
+        ("pgpool sees the backend fail", PGPOOL_SEES_FAILURE),
+        (COMMAND_STARTS, r"pgha-hook\[\d+\]: step survey done"),  # less its own "(N s)" since the start
+        ("survey done", r"pgha-hook\[\d+\]: step survey done"),
+        ("fence done", r"pgha-hook\[\d+\]: step fence .* done"),
+        ("promote done", r"pgha-hook\[\d+\]: step promote .* done"),
+        ("pgpool sees the new primary", PGPOOL_SEES_PRIMARY),
+    ),
+    "baseline": (
+        ("pgpool sees the backend fail", PGPOOL_SEES_FAILURE),
+        (COMMAND_STARTS, r"baseline-failover(\[\d+\])?: failed node"),
+        ("promote done", r"baseline-failover(\[\d+\])?: promote of"),
+        ("pgpool sees the new primary", PGPOOL_SEES_PRIMARY),
+    ),
+}
+# The kill -9 cycle whose failover is broken down, per system (side by side in the report).
+BREAKDOWN_CYCLES = (("pgha", "sync", 1), ("baseline", "async", 1))
 # Keeper mode: heartbeat every second, act after three misses (the lease at the arbiter,
 # the lab's third container, lasts as long).
 KEEPER_BEAT = (1, 3)
@@ -172,7 +186,7 @@ class Bench:
         say("%s, %s replication, detection by %s: %d kill -9 cycles" % (system, replication, detection, cycles))
         runs = []
         for cycle in range(1, cycles + 1):
-            run = self.kill_cycle(system, breakdown=(system, replication, cycle) == ("pgha", "sync", 1))
+            run = self.kill_cycle(system, breakdown=(system, replication, cycle) in BREAKDOWN_CYCLES)
             say("  cycle %d: %s -> %s, fault->write %s (per-connection writer %s), lost %d, all following %s, "
                 "stale reads until %s, %d commits/s" % (
                     cycle, run["old_primary"], run["new_primary"], seconds(run["to_write"]),
@@ -226,11 +240,12 @@ class Bench:
                "lost": probe.missing_acked_rows(self.lab, now_primaries[0], writer.acked + fresh.acked),
                "stale_until": reader.stale_until(fault_at)}
         if breakdown:
-            self.results["breakdown"] = self.failover_breakdown(fault_at, first, first_fresh)
+            self.results.setdefault("breakdowns", {})[system] = self.failover_breakdown(system, fault_at, first,
+                                                                                        first_fresh)
         self.repair(system, old)
         return run
 
-    def failover_breakdown(self, fault_at, first, first_fresh):
+    def failover_breakdown(self, system, fault_at, first, first_fresh):
         """When each step of the failover ended, in seconds after the fault, from the journals."""
         lines = []
         for node in self.lab["nodes"]:
@@ -238,17 +253,17 @@ class Bench:
             lines += [(float(line.split()[0]), node, line) for line in out.splitlines() if line[:1].isdigit()]
         lines.sort()
         steps = [("fault (kill -9 of the postmaster)", 0.0, "")]
-        for label, pattern in BREAKDOWN:
+        for label, pattern in BREAKDOWN[system]:
             found = next(((t, node, line) for t, node, line in lines if t >= fault_at and re.search(pattern, line)),
                          None)
-            if found and label == "hook starts":
+            if found and (system, label) == ("pgha", COMMAND_STARTS):
                 since_start = re.search(r"\(([\d.]+) s\)\s*$", found[2])
                 found = (found[0] - float(since_start.group(1)), found[1], found[2]) if since_start else None
             steps.append((label, (found[0] - fault_at) if found else None, found[1] if found else ""))
         steps.append(("first write, persistent session", (first[0] - fault_at) if first else None, ""))
         steps.append(("first write, new connection", (first_fresh[0] - fault_at) if first_fresh else None, ""))
         for label, at, node in steps:
-            say("  breakdown: %-34s %s %s" % (label, seconds(at), node))
+            say("  breakdown (%s): %-34s %s %s" % (system, label, seconds(at), node))
         return [{"step": label, "seconds": at, "node": node} for label, at, node in steps]
 
     # -- whole-node faults ------------------------------------------------------------

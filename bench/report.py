@@ -92,12 +92,26 @@ def baseline_median(results, series):
 
 
 def breakdown_table(results):
-    steps = results.get("breakdown")
-    if not steps:
+    """One kill -9 failover step by step, pgha (sync) beside the baseline (async)."""
+    runs = results.get("breakdowns") or {}
+    if not runs:
         return []
-    lines = ["", "| one pgha kill -9 failover (sync) | seconds after the fault | node |", "| --- | --- | --- |"]
-    lines += ["| %s | %s | %s |" % (s["step"], "-" if s["seconds"] is None else "%.3f" % s["seconds"], s["node"])
-              for s in steps]
+    systems = [s for s in ("pgha", "baseline") if s in runs]
+    labels = []
+    for system in systems:
+        labels += [step["step"] for step in runs[system] if step["step"] not in labels]
+    at = dict(((system, step["step"]), step) for system in systems for step in runs[system])
+
+    def cell(system, label):
+        step = at.get((system, label))
+        if not step or step["seconds"] is None:
+            return "-"
+        return "%.3f%s" % (step["seconds"], " (%s)" % step["node"] if step["node"] else "")
+
+    lines = ["", "| one kill -9 failover, seconds after the fault (node) | %s |" % " | ".join(
+        "pgha (sync)" if s == "pgha" else "baseline (async)" for s in systems),
+        "| --- |%s" % (" --- |" * len(systems))]
+    lines += ["| %s | %s |" % (label, " | ".join(cell(s, label) for s in systems)) for label in labels]
     return lines
 
 

@@ -110,6 +110,15 @@ def test_kill_series_ratios_and_the_breakdown():
     failover = [series("pgha", "sync", [1.0, 1.2]), series("baseline", "async", [0.5, 0.7])]
     row = report.failover_table(failover)[2]
     assert "1.83 × / 1.83 ×" in row
-    breakdown = {"breakdown": [{"step": "hook starts", "seconds": 0.123, "node": "pg2"},
-                               {"step": "fence done", "seconds": None, "node": ""}]}
-    assert report.breakdown_table(breakdown)[-2:] == ["| hook starts | 0.123 | pg2 |", "| fence done | - |  |"]
+    breakdowns = {"breakdowns": {
+        "pgha": [{"step": "failover command starts", "seconds": 0.123, "node": "pg2"},
+                 {"step": "fence done", "seconds": None, "node": ""},
+                 {"step": "first write", "seconds": 0.5, "node": ""}],
+        "baseline": [{"step": "failover command starts", "seconds": 0.1, "node": "pg1"},
+                     {"step": "first write", "seconds": 0.45, "node": ""}]}}
+    assert report.breakdown_table(breakdowns)[-5:] == [
+        "| one kill -9 failover, seconds after the fault (node) | pgha (sync) | baseline (async) |",
+        "| --- | --- | --- |",
+        "| failover command starts | 0.123 (pg2) | 0.100 (pg1) |", "| fence done | - | - |",
+        "| first write | 0.500 | 0.450 |"]
+    assert report.breakdown_table({}) == []
