@@ -270,7 +270,8 @@ def markdown(results):
     lines = ["## Bench: pgha vs plain pgpool-II (baseline) on the lab", "",
              "Run %s, %.0f minutes. %s. %s. %d nodes; kill -9 of the primary's postmaster, power-off and "
              "link cut of its node under a writer through the virtual IP (one persistent session, and a new "
-             "connection for every commit, 10 a second); each kill -9 failover watched for %s s." % (
+             "connection for every commit, 10 a second); each kill -9 failover watched for %s s (the baseline's, "
+             "which never settles, 6 s)." % (
                  results["started"], results.get("bench_seconds", 0) / 60, settings.get("machine", "?"),
                  settings.get("versions", "?"), settings.get("nodes", 0), settings.get("observe_s", "?")),
              "Baseline: the same pgpool.conf with the sample promote-over-ssh `failover.sh` "
