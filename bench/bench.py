@@ -77,6 +77,8 @@ BREAKDOWN = {
         ("fence done", r"pgha-hook\[\d+\]: step fence .* done"),
         ("promote done", r"pgha-hook\[\d+\]: step promote .* done"),
         ("pgpool sees the new primary", PGPOOL_SEES_PRIMARY),
+        # after the detach: in sync mode the first commit waits for a repointed standby
+        ("standbys repointed", r"pgha-hook\[\d+\]: step repoint .* done"),
     ),
     "baseline": (
         ("pgpool sees the backend fail", PGPOOL_SEES_FAILURE),
