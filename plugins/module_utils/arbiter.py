@@ -22,25 +22,30 @@ SCHEMA = """CREATE TABLE IF NOT EXISTS pgha_lease (
     timeline bigint NOT NULL,
     expires_at timestamptz NOT NULL,
     synchronous boolean NOT NULL,
-    renewed_at timestamptz NOT NULL DEFAULT now()
+    renewed_at timestamptz NOT NULL DEFAULT now(),
+    version bigint NOT NULL DEFAULT 0
 )"""
+# Arbiters created before the version column (every change counts it up: a row restored from
+# a backup has a lower one than a keeper already read, whatever the arbiter's clock says).
+MIGRATE = "ALTER TABLE pgha_lease ADD COLUMN IF NOT EXISTS version bigint NOT NULL DEFAULT 0"
 
 READ = """SELECT holder, term, timeline, synchronous, expires_at < now() AS expired,
-       extract(epoch FROM now() - renewed_at)::float8 AS age, extract(epoch FROM renewed_at)::float8 AS renewed
+       extract(epoch FROM now() - renewed_at)::float8 AS age, version
   FROM pgha_lease WHERE cluster = %(cluster)s"""
 
-CREATE = """INSERT INTO pgha_lease (cluster, holder, term, timeline, expires_at, synchronous)
-VALUES (%(cluster)s, %(name)s, 1, %(timeline)s, now() + make_interval(secs => %(seconds)s), %(synchronous)s)
+CREATE = """INSERT INTO pgha_lease (cluster, holder, term, timeline, expires_at, synchronous, version)
+VALUES (%(cluster)s, %(name)s, 1, %(timeline)s, now() + make_interval(secs => %(seconds)s), %(synchronous)s, 1)
 ON CONFLICT (cluster) DO NOTHING RETURNING term"""
 
 RENEW = """UPDATE pgha_lease SET expires_at = now() + make_interval(secs => %(seconds)s), timeline = %(timeline)s,
-       synchronous = %(synchronous)s, renewed_at = now()
+       synchronous = %(synchronous)s, renewed_at = now(), version = version + 1
  WHERE cluster = %(cluster)s AND holder = %(name)s RETURNING term"""
 
 # A standby takes over only from a lease that expired while it was synchronous; a primary on
 # a newer timeline (after a switchover) only from the term it read.
 CLAIM = """UPDATE pgha_lease SET holder = %(name)s, term = term + 1, timeline = %(timeline)s,
-       expires_at = now() + make_interval(secs => %(seconds)s), synchronous = false, renewed_at = now()
+       expires_at = now() + make_interval(secs => %(seconds)s), synchronous = false, renewed_at = now(),
+       version = version + 1
  WHERE cluster = %(cluster)s AND term = %(term)s
    AND (NOT %(standby_takeover)s OR (expires_at < now() AND synchronous)) RETURNING term"""
 
@@ -56,6 +61,7 @@ def read_lease(conn, cluster, ensure_schema=False):
     ensure_schema: create the table first (the keepers' role owns the arbiter's database)."""
     if ensure_schema:
         postgres.query(conn, SCHEMA)
+        postgres.query(conn, MIGRATE)
     return postgres.query_one(conn, READ, {"cluster": cluster}) or {"holder": None}
 
 
@@ -74,6 +80,6 @@ def lease_seen(state_file):
             seen = json.load(handle).get("lease_seen")
     except (OSError, ValueError, AttributeError):
         return None
-    if not isinstance(seen, dict) or not isinstance(seen.get("renewed"), (int, float)):
+    if not isinstance(seen, dict) or not isinstance(seen.get("version"), int) or isinstance(seen["version"], bool):
         return None
     return seen

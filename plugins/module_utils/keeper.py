@@ -38,27 +38,31 @@ def lease_seconds(keepalives_time, keepalives_count):
     return float(keepalives_time) * int(keepalives_count)
 
 
-REMEMBERED = ("holder", "term", "timeline", "renewed")
+REMEMBERED = ("holder", "term", "timeline", "version")
 
 
 def remembered(lease):
-    """What a node keeps of the latest lease row it read (renewed: its last change, arbiter clock)."""
+    """What a node keeps of the latest lease row it read (version: counted up by every change)."""
     return dict((k, lease.get(k)) for k in REMEMBERED)
 
 
-def lease_behind(lease, seen):
-    """Whether the lease row was last changed before the row this node remembers (seen): the
-    arbiter was restored from a backup, or its clock stepped back. Such a row may name a
-    holder, or say synchronous, when that is no longer true."""
-    renewed, known = (lease or {}).get("renewed"), (seen or {}).get("renewed")
-    return renewed is not None and known is not None and renewed < known
+def lease_behind(lease, seen, previous=None):
+    """Whether the lease row is older than the row this node remembers (seen): the arbiter
+    was restored from a backup. Such a row may name a holder, or say synchronous, when that
+    is no longer true. previous: the version read the beat before; a row that changed since
+    has a live writer (a primary renewing it, or the row deleted and created again): it is
+    current."""
+    version, known = (lease or {}).get("version"), (seen or {}).get("version")
+    if version is None or known is None or version >= known:
+        return False
+    return previous is None or version <= previous
 
 
 def behind_reason(lease, seen):
-    return ("the arbiter's lease row (holder %s, term %s) was last changed %.1f s before the one this node read "
-            "(holder %s, term %s): the arbiter was restored from a backup, or its clock stepped back" % (
-                lease.get("holder"), lease.get("term"), seen["renewed"] - lease["renewed"], seen.get("holder"),
-                seen.get("term")))
+    return ("the arbiter's lease row (holder %s, term %s, version %s) is older than the one this node read "
+            "(holder %s, term %s, version %s): the arbiter was restored from a backup" % (
+                lease.get("holder"), lease.get("term"), lease.get("version"), seen.get("holder"), seen.get("term"),
+                seen.get("version")))
 
 
 def _decision(state, steps, reason, warn=False):
@@ -74,11 +78,11 @@ def keeper_step(facts, state, count, strict=False):
     flush position, bytes), peer {reachable, role, timeline, streaming (its WAL receiver
     streams from this primary), sync (this primary lists it as sync or quorum), flush_lsn},
     lease (None: the arbiter does not answer; {"holder": None}: no row yet; else holder,
-    term, timeline, expired, synchronous, age, renewed: its last change, arbiter clock).
+    term, timeline, expired, synchronous, age, version: counted up by every change).
     state: failures (peer's consecutive failed beats), synced (the standby has every commit
     this primary acknowledged), unsynced_lsn (WAL position up to which it may not),
-    lease_seen (keeper.remembered of the latest lease row read; the keeper keeps it across
-    restarts).
+    lease_seen (keeper.remembered of the latest lease row read that was not behind it; the
+    keeper keeps it across restarts), lease_read (the version of the row read last).
     count: failed beats before acting (keepalives_count).
     strict: pgha_synchronous_mode_strict - never turn replication asynchronous: writes wait
     for the standby (or its replacement) rather than be acknowledged by one node alone.
@@ -93,12 +97,14 @@ def keeper_step(facts, state, count, strict=False):
     if facts.get("paused"):
         return _decision(dict(state, failures=0), [], "paused by a maintenance marker or a playbook's lock")
     lease = facts.get("lease")
-    if lease_behind(lease, state.get("lease_seen")):
-        if facts.get("role") == "standby":
+    if (lease or {}).get("version") is not None:
+        behind = lease_behind(lease, state.get("lease_seen"), state.get("lease_read"))
+        state["lease_read"] = lease["version"]
+        if behind and facts.get("role") == "standby":
             return _decision(state, [], "%s; not acting on it until the primary renews it" % behind_reason(
                 lease, state["lease_seen"]), warn=True)
-    elif (lease or {}).get("renewed") is not None:
-        state["lease_seen"] = remembered(lease)
+        if not behind:
+            state["lease_seen"] = remembered(lease)
     if facts.get("role") == "primary":
         return _primary_step(facts, state, count, strict)
     if facts.get("role") == "standby":

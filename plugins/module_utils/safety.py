@@ -194,8 +194,8 @@ def start_decision(local, peers, total, arbiter=None, start_refusal=keeper.start
     primary or a newer timeline)}; peers: {name: {"reachable",
     "in_recovery", "timeline", "follows"}} where follows names the node a standby is
     configured to stream from. arbiter: keeper mode only, {"lease": the arbiter's lease row,
-    None when it does not answer; "seen": the row this node's keeper read last, which decides
-    instead of an older one}: the lease decides who may be primary.
+    None when it does not answer; "seen": the row this node's keeper read last, which must
+    allow the start too when the arbiter's row is older}: the lease decides who may be primary.
     """
     if local.get("standby_signal"):
         return _start(True, "starts as a standby")
@@ -251,20 +251,22 @@ def _start_by_lease(local, answering, arbiter, start_refusal):
                       % (", ".join(newer), local.get("timeline")), lock=True)
     if local.get("bootstrap"):
         return None     # a new cluster's first start: no lease was ever granted
-    lease, seen, restored = arbiter.get("lease"), arbiter.get("seen"), ""
-    if keeper.lease_behind(lease, seen):
-        # An older row may name this node although its peer took over since.
-        lease, restored = seen, " (%s: deciding on the row this node read)" % keeper.behind_reason(lease, seen)
+    lease, seen = arbiter.get("lease"), arbiter.get("seen")
     refusal = start_refusal(lease, local.get("name"), local.get("timeline"))
     if refusal and lease is None:
         return _retry(refusal)
+    if not refusal and keeper.lease_behind(lease, seen):
+        # An older row may name this node although its peer took over since: the row this
+        # node read last must allow the start too.
+        refusal = start_refusal(seen, local.get("name"), local.get("timeline"))
+        refusal = refusal and "%s (%s)" % (refusal, keeper.behind_reason(lease, seen))
     if refusal:
-        return _start(False, refusal + restored, lock=True)
+        return _start(False, refusal, lock=True)
     if lease is None or lease.get("holder") is None:
         return None
     # A peer still answering as a primary without the lease fences itself (its keeper).
-    return _start(True, "the arbiter's lease allows it (holder %s, timeline %s)%s" % (
-        lease["holder"], lease.get("timeline"), restored))
+    return _start(True, "the arbiter's lease allows it (holder %s, timeline %s)" % (lease["holder"],
+                                                                                    lease.get("timeline")))
 
 
 def _start(allowed, reason, lock=False):

@@ -161,13 +161,13 @@ def test_the_detach_forks_and_lets_pgpool_go_on_when_nothing_else_runs(hook, mon
 
 
 @pytest.mark.parametrize("standby_from, fenced", [(None, True), (0, False), (2, False)])
-def test_the_fence_retry_stops_once_the_node_answers_as_a_standby(hook, monkeypatch, tmp_path, standby_from, fenced):
+def test_the_fence_retry_stops_once_the_node_streams_as_a_standby(hook, monkeypatch, tmp_path, standby_from, fenced):
     """The background retry for a node that did not answer: fenced once ssh reaches it, unless
-    it answers as a standby first (rebuilt meanwhile: a fence would tell it to follow nobody)."""
+    it streams as a standby first (rebuilt meanwhile: a fence would tell it to follow nobody)."""
     config = dict(CONFIG, lock_path=str(tmp_path / "lock"), nodes=[NODE], fence_retry_seconds=30)
     attempts = []
 
-    def answers_as_standby(config, node):
+    def streams_as_standby(config, node):
         attempts.append("survey")
         return standby_from is not None and len(attempts) > standby_from
 
@@ -175,10 +175,24 @@ def test_the_fence_retry_stops_once_the_node_answers_as_a_standby(hook, monkeypa
         attempts.append("fence")
         return (VERIFIED if len(attempts) >= 6 else None), "ssh: connection timed out"
 
-    monkeypatch.setattr(hook, "answers_as_standby", answers_as_standby)
+    monkeypatch.setattr(hook, "streams_as_standby", streams_as_standby)
     monkeypatch.setattr(hook, "fence_over_ssh", ssh)
     monkeypatch.setattr(hook, "record_on_the_primary", lambda config, node: attempts.append("record"))
     monkeypatch.setattr(hook.time, "sleep", lambda seconds: None)
     assert hook.fence_until_done(config, {"node": "a", "reason": "test"}) == 0
     assert ("fence" in attempts and attempts[-1] == "record") == fenced, attempts
     assert fenced or attempts[-1] == "survey"
+
+
+@pytest.mark.parametrize("facts, streams", [
+    ({"reachable": True, "in_recovery": True, "wal_receiver": {"status": "streaming"}}, True),
+    # a diverged old primary given a standby.signal by hand: in recovery, but it cannot stream
+    ({"reachable": True, "in_recovery": True, "wal_receiver": None}, False),
+    ({"reachable": True, "in_recovery": False, "wal_receiver": None}, False),
+    ({"reachable": False, "in_recovery": None}, False),
+])
+def test_streams_as_standby(hook, monkeypatch, facts, streams):
+    from ansible_collections.pgha.cluster.plugins.module_utils import pg_facts
+    monkeypatch.setattr(pg_facts, "read_node", lambda params, probe_timeout: facts)
+    monkeypatch.setattr(hook, "conn_params", lambda config, node, timeout=1: {})
+    assert hook.streams_as_standby({}, NODE) is streams

@@ -195,10 +195,11 @@ def fence_until_done(config, args):
             return 0  # another retry for this node is running
         deadline = time.time() + config.get("fence_retry_seconds", 900)
         while time.time() < deadline:
-            if answers_as_standby(config, node):
-                # Rebuilt meanwhile (or started with its standby.signal): no primary to stop,
-                # and a fence would tell the new standby to follow nobody.
-                log("%s answers as a standby: nothing left to fence" % node["name"])
+            if streams_as_standby(config, node):
+                # Rebuilt meanwhile: no primary to stop, and a fence would tell the new standby
+                # to follow nobody. (A diverged old primary given a standby.signal by hand
+                # cannot stream: it is fenced.)
+                log("%s streams as a standby: nothing left to fence" % node["name"])
                 return 0
             result = fence_over_ssh(config, node, reason, connect_timeout=2)[0]
             if result:
@@ -211,10 +212,11 @@ def fence_until_done(config, args):
     return 1
 
 
-def answers_as_standby(config, node):
+def streams_as_standby(config, node):
     from ansible_collections.pgha.cluster.plugins.module_utils import pg_facts
     facts = pg_facts.read_node(conn_params(config, node, timeout=2), probe_timeout=0.5)
-    return bool(facts.get("reachable") and facts.get("in_recovery"))
+    return bool(facts.get("reachable") and facts.get("in_recovery")
+                and (facts.get("wal_receiver") or {}).get("status") == "streaming")
 
 
 def promote(config, postgres, node):

@@ -380,7 +380,8 @@ def peer_facts(config, pg_facts, postgres):
 
 
 def arbiter_lease(config):
-    """Keeper mode: {"lease": the arbiter's lease row, None when it does not answer}; else None."""
+    """Keeper mode: {"lease": the arbiter's lease row, None when it does not answer; "seen": the
+    row this node's keeper read last, from its state file}; else None."""
     if not config.get("arbiter"):
         return None
     from ansible_collections.pgha.cluster.plugins.module_utils import arbiter, postgres
@@ -398,7 +399,6 @@ def arbiter_lease(config):
         return {"lease": None, "seen": seen}
     finally:
         conn.close()
-
 
 
 def start_check(config, instance):

@@ -118,27 +118,43 @@ def test_start_refusal(lease, timeline, refused):
     assert (reason is None) if refused is None else (refused in reason)
 
 
-SEEN = keeper.remembered(dict(HELD, renewed=1000.0))
+SEEN = keeper.remembered(dict(HELD, version=1000))
 
 
 @pytest.mark.parametrize("facts, expected, words", [
     # a standby never acts on a row older than the one it read (an arbiter restored from a backup)
-    (standby(lease=dict(HELD, expired=True, renewed=990.0)), [], "restored from a backup"),
-    (standby(lease=dict(HELD, holder="node2", renewed=990.0)), [], "restored from a backup"),
-    (standby(lease=dict(HELD, expired=True, renewed=1000.0)), ["claim", "promote", "fence_peer", "renew", "async",
+    (standby(lease=dict(HELD, expired=True, version=990)), [], "restored from a backup"),
+    (standby(lease=dict(HELD, holder="node2", version=990)), [], "restored from a backup"),
+    (standby(lease=dict(HELD, expired=True, version=1000)), ["claim", "promote", "fence_peer", "renew", "async",
                                                                "after_command"], "taking the lease"),
     # a primary renews it: the row is current again
-    (primary(lease=dict(HELD, renewed=990.0)), ["renew"], "standby streams"),
+    (primary(lease=dict(HELD, version=990)), ["renew"], "standby streams"),
 ])
 def test_a_lease_row_older_than_the_one_read(facts, expected, words):
     unused, decision = keeper.keeper_step(facts, dict(SYNCED, failures=2, lease_seen=SEEN), 3)
     assert steps(decision) == expected and words in decision["reason"], decision
 
 
+@pytest.mark.parametrize("version, seen, previous, behind", [
+    (1000, None, None, False),      # nothing remembered yet
+    (1001, 1000, 1000, False),      # newer
+    (1000, 1000, 1000, False),      # the same row
+    (990, 1000, 1000, True),        # restored: older than the row read last
+    (990, 1000, 990, True),         # and still unchanged
+    (991, 1000, 990, False),        # changed since the last read: a live writer renews it
+    (1, 1000, 1000, True),          # the row deleted and created again ...
+    (2, 1000, 1, False),            # ... and renewed since
+    (990, 1000, None, True),        # a keeper that just started
+])
+def test_lease_behind(version, seen, previous, behind):
+    assert keeper.lease_behind({"version": version}, seen and {"version": seen}, previous) is behind
+
+
 def test_the_row_read_last_is_remembered():
-    state, unused = keeper.keeper_step(primary(lease=dict(HELD, renewed=1001.5)), dict(SYNCED, lease_seen=SEEN), 3)
-    assert state["lease_seen"] == {"holder": "node1", "term": 4, "timeline": 2, "renewed": 1001.5}
-    state, unused = keeper.keeper_step(standby(lease=dict(HELD, renewed=990.0)), dict(SYNCED, lease_seen=SEEN), 3)
+    state, unused = keeper.keeper_step(primary(lease=dict(HELD, version=1001)), dict(SYNCED, lease_seen=SEEN), 3)
+    assert state["lease_seen"] == {"holder": "node1", "term": 4, "timeline": 2, "version": 1001}
+    assert state["lease_read"] == 1001
+    state, unused = keeper.keeper_step(standby(lease=dict(HELD, version=990)), dict(SYNCED, lease_seen=SEEN), 3)
     assert state["lease_seen"] == SEEN
     state, unused = keeper.keeper_step(standby(lease=None), dict(SYNCED, lease_seen=SEEN), 3)
     assert state["lease_seen"] == SEEN
@@ -175,10 +191,12 @@ def test_strict_mode_promotes_without_going_asynchronous():
 
 
 @pytest.mark.parametrize("content, expected", [
-    ('{"lease_seen": {"holder": "node1", "term": 4, "timeline": 2, "renewed": 1000.5}}',
-     {"holder": "node1", "term": 4, "timeline": 2, "renewed": 1000.5}),
+    ('{"lease_seen": {"holder": "node1", "term": 4, "timeline": 2, "version": 1000}}',
+     {"holder": "node1", "term": 4, "timeline": 2, "version": 1000}),
+    ('{"lease_seen": {"holder": "node1", "version": 1000.5}}', None),
+    ('{"lease_seen": {"holder": "node1", "version": true}}', None),
     ('{"lease_seen": null}', None),
-    ('{"lease_seen": {"holder": "node1", "renewed": "soon"}}', None),
+    ('{"lease_seen": {"holder": "node1", "version": "soon"}}', None),
     ('{"role": "primary"}', None),
     ("[1, 2]", None),
     ("not json", None),

@@ -189,8 +189,9 @@ def test_start_decision(local, peers, total, start, lock, retry, words):
     assert words in decision["reason"]
 
 
-ROW = {"holder": "a", "term": 4, "timeline": 3, "renewed": 1000.0}
-TAKEN_OVER = {"holder": "b", "term": 5, "timeline": 4, "renewed": 1010.0}
+ROW = {"holder": "a", "term": 4, "timeline": 3, "version": 1000}
+TAKEN_OVER = {"holder": "b", "term": 5, "timeline": 4, "version": 1010}
+EARLIER = {"holder": "b", "term": 3, "timeline": 2, "version": 990}   # b held it before a took over
 
 
 @pytest.mark.parametrize("arbiter, peers, start, lock, retry, words", [
@@ -200,8 +201,10 @@ TAKEN_OVER = {"holder": "b", "term": 5, "timeline": 4, "renewed": 1010.0}
     ({"lease": ROW, "seen": ROW}, {}, True, False, False, "lease allows it (holder a"),
     # an arbiter restored from a backup: its row names this node, the row this node read last its peer
     ({"lease": ROW, "seen": TAKEN_OVER}, {}, False, True, False, "restored from a backup"),
-    # ... or an older holder than this node, which held the lease when it stopped
-    ({"lease": dict(TAKEN_OVER, renewed=990.0), "seen": ROW}, {}, True, False, False, "restored from a backup"),
+    # ... or the holder before this node: both rows allow the start
+    ({"lease": EARLIER, "seen": ROW}, {}, True, False, False, "lease allows it (holder b"),
+    # the row this node read last allows it, the arbiter's (current) row does not
+    ({"lease": TAKEN_OVER, "seen": dict(ROW, version=1020)}, {}, False, True, False, "belongs to b"),
     ({"lease": {"holder": None}}, {"b": {"reachable": False}}, False, False, True, "peer must answer"),
     ({"lease": ROW}, {"b": {"reachable": True, "in_recovery": True, "timeline": 4}}, False, True, False,
      "newer timeline"),
