@@ -125,8 +125,8 @@ SEEN = keeper.remembered(dict(HELD, version=1000))
     # a standby never acts on a row older than the one it read (an arbiter restored from a backup)
     (standby(lease=dict(HELD, expired=True, version=990)), [], "restored from a backup"),
     (standby(lease=dict(HELD, holder="node2", version=990)), [], "restored from a backup"),
-    (standby(lease=dict(HELD, expired=True, version=1000)), ["claim", "promote", "fence_peer", "renew", "async",
-                                                               "after_command"], "taking the lease"),
+    (standby(lease=dict(HELD, expired=True, version=1000)),
+     ["claim", "promote", "fence_peer", "renew", "async", "after_command"], "taking the lease"),
     # a primary renews it: the row is current again
     (primary(lease=dict(HELD, version=990)), ["renew"], "standby streams"),
 ])
