@@ -21,10 +21,10 @@ The rules that make a split brain impossible:
 - A node that cannot reach the arbiter never promotes itself and never goes asynchronous.
 - A primary that finds the lease held by its peer on a timeline at least its own was
   replaced: it fences itself. The holder fences a peer that runs as a second primary.
-- A row last changed before one a node already read (the arbiter restored from a backup)
-  may name an old holder or an old "synchronous": a standby never acts on it, and the
-  start guard decides on the row the node remembers instead; the primary's next renewal
-  makes the arbiter's row current again.
+- A row with a lower version than one a node already read, unchanged since its previous
+  read (the arbiter restored from a backup), may name an old holder or an old
+  "synchronous": a standby never acts on it, and the start guard needs the row the node
+  remembers to allow a start too; the primary's next renewal makes the row current again.
 """
 from __future__ import absolute_import, division, print_function
 
