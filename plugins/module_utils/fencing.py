@@ -77,6 +77,15 @@ def fence_plan(facts, has_fence_command):
     return {"link": answers, "power_at_once": has_fence_command and not answers}
 
 
+def streams_as_standby(facts):
+    """A node a fence retry may leave alone (survey facts): it answers, runs in recovery and
+    its WAL receiver streams. An old primary cannot stream, not even with a standby.signal
+    given by hand (diverged); a node rebuilt meanwhile does, and a fence would tell it to
+    follow nobody."""
+    return bool(facts.get("reachable") and facts.get("in_recovery")
+                and (facts.get("wal_receiver") or {}).get("status") == "streaming")
+
+
 def fence_over_ssh(address, layout, lock_file, reason, connect_timeout, port=5432, link=None):
     """(verified result or None, what the node said). link: the control socket of a standing
     ssh connection to the node (it saves the handshake, most of a fence's time); ssh connects

@@ -182,17 +182,3 @@ def test_the_fence_retry_stops_once_the_node_streams_as_a_standby(hook, monkeypa
     assert hook.fence_until_done(config, {"node": "a", "reason": "test"}) == 0
     assert ("fence" in attempts and attempts[-1] == "record") == fenced, attempts
     assert fenced or attempts[-1] == "survey"
-
-
-@pytest.mark.parametrize("facts, streams", [
-    ({"reachable": True, "in_recovery": True, "wal_receiver": {"status": "streaming"}}, True),
-    # a diverged old primary given a standby.signal by hand: in recovery, but it cannot stream
-    ({"reachable": True, "in_recovery": True, "wal_receiver": None}, False),
-    ({"reachable": True, "in_recovery": False, "wal_receiver": None}, False),
-    ({"reachable": False, "in_recovery": None}, False),
-])
-def test_streams_as_standby(hook, monkeypatch, facts, streams):
-    from ansible_collections.pgha.cluster.plugins.module_utils import pg_facts
-    monkeypatch.setattr(pg_facts, "read_node", lambda params, probe_timeout: facts)
-    monkeypatch.setattr(hook, "conn_params", lambda config, node, timeout=1: {})
-    assert hook.streams_as_standby({}, NODE) is streams

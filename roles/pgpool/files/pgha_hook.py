@@ -213,10 +213,8 @@ def fence_until_done(config, args):
 
 
 def streams_as_standby(config, node):
-    from ansible_collections.pgha.cluster.plugins.module_utils import pg_facts
-    facts = pg_facts.read_node(conn_params(config, node, timeout=2), probe_timeout=0.5)
-    return bool(facts.get("reachable") and facts.get("in_recovery")
-                and (facts.get("wal_receiver") or {}).get("status") == "streaming")
+    from ansible_collections.pgha.cluster.plugins.module_utils import fencing, pg_facts
+    return fencing.streams_as_standby(pg_facts.read_node(conn_params(config, node, timeout=2), probe_timeout=0.5))
 
 
 def promote(config, postgres, node):

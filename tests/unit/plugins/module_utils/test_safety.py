@@ -311,6 +311,19 @@ def test_fence_counts_only_a_verified_result():
     assert fencing.parse_fence_output(0, "") is None
 
 
+@pytest.mark.parametrize("facts, streams", [
+    ({"reachable": True, "in_recovery": True, "wal_receiver": {"status": "streaming"}}, True),
+    # a diverged old primary given a standby.signal by hand: in recovery, but it cannot stream
+    ({"reachable": True, "in_recovery": True, "wal_receiver": None}, False),
+    ({"reachable": True, "in_recovery": True, "wal_receiver": {"status": "stopping"}}, False),
+    ({"reachable": True, "in_recovery": False, "wal_receiver": None}, False),
+    ({"reachable": False, "in_recovery": None}, False),
+])
+def test_a_fence_retry_leaves_alone_only_a_node_that_streams_as_a_standby(facts, streams):
+    from ansible_collections.pgha.cluster.plugins.module_utils import fencing
+    assert fencing.streams_as_standby(facts) is streams
+
+
 def test_annotate_names_the_upstream_and_the_followed_node():
     facts = {"b": {"reachable": True, "in_recovery": True, "primary_conninfo_host": "10.0.0.1",
                    "wal_receiver": {"status": "streaming", "sender_host": "10.0.0.1", "last_msg_age": 0.4}},
