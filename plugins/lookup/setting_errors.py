@@ -18,6 +18,10 @@ description:
     extra settings mappings C(pgpool_settings) and
     C(postgresql_settings), which may not replace what pgha sets itself (the failover
     hooks, the watchdog, the replication timeouts the lease rests on).
+  - In pgpool mode, two services told to listen on one port of one host are refused, among
+    pgpool's four ports (C(pgha_pgpool_port), C(pgha_pcp_port), C(pgpool_wd_port),
+    C(pgpool_heartbeat_port), the last two from the pgpool role's defaults unless set), and
+    C(pgha_postgresql_port) beside them when a node is in both groups.
   - A C(pgha_), C(pgpool_) or C(keeper_) variable that the collection never reads is
     refused as a typo, with the closest known name.
   - The same table is in C(plugins/module_utils/settings.py); site.yml and every operation
@@ -46,8 +50,10 @@ from ansible.plugins.lookup import LookupBase
 
 import os
 
+import yaml
+
 from ansible_collections.pgha.cluster.plugins.module_utils.settings import (
-    collection_names, known_settings, setting_errors, unknown_setting_errors)
+    POOL_PORTS, collection_names, known_settings, setting_errors, unknown_setting_errors)
 
 COLLECTION_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -61,4 +67,15 @@ class LookupModule(LookupBase):
         for name in known_settings():
             if name in variables:
                 values[name] = self._templar.template(variables[name])
-        return unknown_setting_errors(variables, collection_names(COLLECTION_ROOT)) + setting_errors(values)
+        # A port left at its default (in a role not loaded yet) can clash with one set here.
+        for name, value in pgpool_port_defaults().items():
+            values.setdefault(name, value)
+        groups = variables.get("groups") or {}
+        colocated = bool(set(groups.get("pgha_postgresql") or []) & set(groups.get("pgha_pgpool") or []))
+        return unknown_setting_errors(variables, collection_names(COLLECTION_ROOT)) + setting_errors(values, colocated)
+
+
+def pgpool_port_defaults():
+    with open(os.path.join(COLLECTION_ROOT, "roles", "pgpool", "defaults", "main.yml")) as handle:
+        defaults = yaml.safe_load(handle) or {}
+    return {name: defaults[name] for name in POOL_PORTS if name in defaults}

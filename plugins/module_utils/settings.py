@@ -182,7 +182,29 @@ def order_errors(values):
     return errors
 
 
-def setting_errors(values):
+# Ports every pgpool node listens on, and PostgreSQL's beside them on a node in both groups (a
+# pgpool host of its own may well listen on 5432 too).
+POOL_PORTS = ("pgha_pgpool_port", "pgha_pcp_port", "pgpool_wd_port", "pgpool_heartbeat_port")
+
+
+def port_errors(values, colocated):
+    """Two of pgha's services told to listen on one port of one host (pgpool mode): the
+    second would not start. colocated: some node runs PostgreSQL and pgpool."""
+    if values.get("pgha_mode", "pgpool") != "pgpool":
+        return []
+    names = POOL_PORTS + (("pgha_postgresql_port",) if colocated else ())
+    seen, errors = {}, []
+    for name in names:
+        port = as_number("int", values.get(name))
+        if port is None:
+            continue
+        if port in seen:
+            errors.append("%s and %s are both %d: a node would need to listen on it twice" % (seen[port], name, port))
+        seen.setdefault(port, name)
+    return errors
+
+
+def setting_errors(values, colocated=True):
     """values: the user's settings by name (any subset). Returns a list of messages, each
     naming the variable, the value and what is allowed; empty when all are valid."""
     errors = []
@@ -204,7 +226,7 @@ def setting_errors(values):
         errors += extra_settings_errors("pgpool_settings", values["pgpool_settings"], PGPOOL_MANAGED, True)
     if "postgresql_settings" in values:
         errors += extra_settings_errors("postgresql_settings", values["postgresql_settings"], POSTGRESQL_MANAGED, False)
-    return errors + order_errors(values)
+    return errors + order_errors(values) + port_errors(values, colocated)
 
 
 def known_settings():

@@ -40,6 +40,12 @@ def keeper_without_arbiter(groups):
         hosts[name] = dict(hosts[name] or {}, pgha_mode="keeper")
 
 
+def copied_address(groups):
+    """pg3 written with pg2's address: one machine under two names."""
+    hosts = groups["pgha_postgresql"]["hosts"]
+    hosts["pg3"]["ansible_host"] = hosts["pg2"]["ansible_host"]
+
+
 def unresolvable_host(groups):
     groups["pgha_postgresql"]["hosts"]["pg9"] = {"ansible_host": "pg9.invalid"}
 
@@ -49,8 +55,9 @@ def unresolvable_host(groups):
     (two_primaries, "exactly one node with pgha_role=primary, found 3"),
     (even_pgpool_nodes, "odd number"),
     (keeper_without_arbiter, "keeper mode needs exactly one host in the group 'pgha_keeper_witness'"),
+    (copied_address, "every node needs an address"),
     (unresolvable_host, "pg9"),
-], ids=["no-primary", "two-primaries", "even-pgpool", "keeper-without-arbiter", "unresolvable-host"])
+], ids=["no-primary", "two-primaries", "even-pgpool", "keeper-without-arbiter", "copied-address", "unresolvable-host"])
 def test_site_refuses_bad_inventory(ansible, lab, tmp_path, mutate, message):
     inventory = broken_inventory(tmp_path, mutate)
     result = ansible.playbook("pgha.cluster.site", inventory=inventory)
@@ -89,12 +96,14 @@ def test_site_refuses_bad_settings_before_touching_a_host(ansible, lab):
     extra += ["-e", '{"pgpool_settings": {"failover_command": "/bin/true"}, '
                     '"postgresql_settings": {"wal_receiver_timeout": "60s"}}']
     extra += ["-e", "pgha_synchronous_mod=on"]      # misspelt: nothing would read it
+    extra += ["-e", "pgha_pcp_port=9694"]           # pgpool_heartbeat_port's default: pcp could not listen
     result = ansible.playbook("pgha.cluster.site", *extra)
     assert result.returncode != 0
     for name, (value, allowed) in BAD_SETTINGS.items():
         assert "%s must be" % name in result.stdout and allowed in result.stdout, (name, outcome(result))
     assert "pgpool_settings: failover_command is set by pgha" in result.stdout
     assert "postgresql_settings: wal_receiver_timeout is set by pgha" in result.stdout
+    assert "pgha_pcp_port and pgpool_heartbeat_port are both 9694" in result.stdout, outcome(result)
     assert "pgha_synchronous_mod is not a pgha variable, nothing reads it (did you mean pgha_synchronous_mode?)" \
         in result.stdout, outcome(result)
     recap = [line for line in result.stdout.splitlines() if ": ok=" in line]

@@ -58,6 +58,24 @@ def test_heartbeat_deadtime_must_exceed_the_keepalive():
     assert errors == ["pgpool_wd_heartbeat_keepalive (5) must be smaller than pgpool_wd_heartbeat_deadtime (5)"]
 
 
+DEFAULT_PORTS = {"pgha_postgresql_port": 5432, "pgha_pgpool_port": 9999, "pgha_pcp_port": 9898,
+                 "pgpool_wd_port": 9000, "pgpool_heartbeat_port": 9694}
+
+
+@pytest.mark.parametrize("changed, colocated, expected", [
+    ({}, True, []),
+    ({"pgha_pcp_port": "9000"}, True, ["pgha_pcp_port and pgpool_wd_port are both 9000"]),
+    ({"pgha_pgpool_port": 5432}, True, ["pgha_pgpool_port and pgha_postgresql_port are both 5432"]),
+    # pgpool on hosts of its own may listen on PostgreSQL's port
+    ({"pgha_pgpool_port": 5432}, False, []),
+    ({"pgha_pgpool_port": 9000, "pgha_mode": "keeper"}, True, []),
+    ({"pgha_pcp_port": "x", "pgpool_heartbeat_port": 9000}, True, ["pgpool_wd_port and pgpool_heartbeat_port are both 9000"]),
+])
+def test_two_services_on_one_port_of_a_host_are_refused(changed, colocated, expected):
+    errors = settings.setting_errors(dict(DEFAULT_PORTS, **changed), colocated)
+    assert [e.split(":")[0] for e in errors if "both" in e] == expected
+
+
 @pytest.mark.parametrize("extra, expected", [
     ({"failover_command": "/bin/true"}, "pgpool_settings: failover_command is set by pgha itself"),
     ({"backend_hostname3": "x"}, "pgpool_settings: backend_hostname3 is set by pgha itself"),
