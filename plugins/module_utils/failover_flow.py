@@ -55,6 +55,9 @@ def failover_steps(failed, total, lease, max_seconds, sync_required=0, sync_name
         return {"result": "none", "reason": plan["reason"]}
     yield ("log", "plan: promote %s, fence %s, follow %s" % (
         plan["candidate"], ", ".join(plan["fence"]) or "nobody", ", ".join(plan["follow"]) or "nobody"))
+    refusal = None if force else _refusal_before_fence(facts, plan, total, lease, sync_required, sync_names)
+    if refusal:
+        return refusal
     fenced = dict((yield ("fence", plan["fence"])) or {})
     # The fence may have stopped a node that had come back: decide again on fresh facts.
     facts = yield ("survey",)
@@ -118,6 +121,19 @@ def failover_steps(failed, total, lease, max_seconds, sync_required=0, sync_name
     yield ("checkpoint", plan["candidate"])
     return {"result": "promoted", "candidate": plan["candidate"], "fenced": sorted(fenced),
             "revoked": sorted(revoked), "reason": gate["reason"]}
+
+
+def _refusal_before_fence(facts, plan, total, lease, sync_required, sync_names):
+    """A refusal that no fence could lift, made before any node is stopped: a primary fenced
+    for a failover that is then refused stays down (pgpool asks once), while one left alone
+    comes back by itself (crash recovery, a start guard waiting for its peers at boot). The
+    best a fence could show: every node it stops had never streamed from the failed one."""
+    reason = safety.too_few_running(facts, total, lease)
+    if reason:
+        return _refused("gate", reason)
+    best = [n for n in sync_names if n not in plan["fence"]]
+    reason = safety.sync_quorum_refusal(facts, plan, sync_required, best)
+    return _refused("quorum", reason) if reason else None
 
 
 def _standbys(fenced):

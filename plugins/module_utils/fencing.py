@@ -14,6 +14,7 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import json
+import os
 import re
 import subprocess
 import time
@@ -26,6 +27,15 @@ VERIFIED = re.compile(r"^PGHA-FENCED (primary|standby) (\d+|unknown)$", re.MULTI
 # within the stop_seconds (1.0) that the promotion side's revocation wait allows a guard's
 # own fence.
 STOP_SECONDS = 0.7
+# How long a fence waits for the postmaster of a start in flight: from the start guard's last
+# look at the lock to the postmaster's pid file takes well under a second (within the 5 s ssh
+# allows a fence on top of its connect timeout).
+START_WAIT_SECONDS = 3.0
+
+
+def start_marker(lock_file):
+    """The file a start guard touches before its last look at the fence lock (beside it)."""
+    return os.path.join(os.path.dirname(lock_file), "starting")
 
 
 def fence_script(layout, lock_file, reason, port=5432):
@@ -33,8 +43,14 @@ def fence_script(layout, lock_file, reason, port=5432):
     bindir and datadir, as the roles define them (pgha_pg_layout)."""
     note = json.dumps({"fenced_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "reason": reason})
     datadir, bindir = quote(layout["datadir"]), quote(layout["bindir"])
-    timeline = ("tl=$(LC_ALL=C %s/pg_controldata %s 2>/dev/null | sed -n "
-                "'s/^Latest checkpoint.s TimeLineID: *//p'); tl=${tl:-unknown}" % (bindir, datadir))
+    # The rule of promotion.stopped_timeline: the control file's timelines and the newest
+    # history file in pg_wal (a promotion not yet checkpointed is on the latter).
+    control = ("LC_ALL=C %s/pg_controldata %s 2>/dev/null | sed -n -e 's/^Latest checkpoint.s TimeLineID: *//p' "
+               "-e 's/^Min recovery ending loc.s timeline: *//p'" % (bindir, datadir))
+    history = ("for h in %s/pg_wal/*.history; do h=${h##*/}; case $h in %s.history) printf '%%d\\n' 0x${h%%.history};; "
+               "esac; done" % (datadir, "[0-9A-F]" * 8))
+    timeline = ('tl=0; for v in $(%s) $(%s); do [ "$v" -gt $tl ] 2>/dev/null && tl=$v; done; '
+                '[ $tl -gt 0 ] || tl=unknown' % (control, history))
     running = "%s/pg_ctl status -D %s >/dev/null 2>&1" % (bindir, datadir)
     # Only pg_ctl's "no server running" (3) proves the postmaster gone; 4 (no accessible data
     # directory: a wrong layout) proves nothing, so the stop runs and the fence fails.
@@ -50,14 +66,24 @@ def fence_script(layout, lock_file, reason, port=5432):
     revoke = ("if %s; then timeout 5 psql -p %d -XAtq -c \"ALTER SYSTEM SET primary_conninfo = ''\" -c "
               "'SELECT pg_reload_conf()' >/dev/null || exit 1; else printf \"primary_conninfo = ''\\n\" "
               ">> %s/postgresql.auto.conf || exit 1; fi" % (running, port, datadir))
+    # A start whose guard passed just before the lock was written has no postmaster yet: "not
+    # running" would be a lie a moment later. The guard marks a start before its last look at
+    # the lock and the unit removes the mark when the start ended (start_marker): while a mark
+    # stands and no postmaster runs, wait; a start still in flight after that fails the fence.
+    # (A mark older than a minute was left by a crash, not by a start.)
+    in_flight = ('{ [ -e "$m" ] && [ $(( $(date +%%s) - $(stat -c %%Y "$m" 2>/dev/null || echo 0) )) -lt 60 ] '
+                 '&& %s; }' % stopped)
+    starting = ('m=%s; i=0; while %s; do [ $i -ge %d ] && { echo "PostgreSQL is starting here"; exit 1; }; '
+                'sleep 0.02; i=$((i+1)); done' % (quote(start_marker(lock_file)), in_flight,
+                                                   int(START_WAIT_SECONDS / 0.02)))
     # The stop is bounded: a frozen postmaster (SIGSTOP, a hung disk) never answers it, while its
     # backends could still commit; the kill sweep ends it and them.
     return ("umask 022; %s; if [ -e %s/standby.signal ]; then %s; echo \"PGHA-FENCED standby $tl\"; exit 0; fi; "
-            "printf '%%s\\n' %s > %s || exit 1; %s || timeout %s pg_ctlcluster %s %s stop -m immediate >/dev/null 2>&1; "
+            "printf '%%s\\n' %s > %s || exit 1; %s; %s || timeout %s pg_ctlcluster %s %s stop -m immediate >/dev/null 2>&1; "
             "i=0; while [ $i -lt 100 ]; do %s; %s && %s && { echo \"PGHA-FENCED primary $tl\"; exit 0; }; "
             "sleep 0.02; i=$((i+1)); done; echo 'postmaster or its processes still running after the stop'; exit 1"
-            % (timeline, datadir, revoke, quote(note), quote(lock_file), stopped, STOP_SECONDS, quote(layout["version"]),
-               quote(layout["cluster"]), kill_orphans, stopped, no_orphans))
+            % (timeline, datadir, revoke, quote(note), quote(lock_file), starting, stopped, STOP_SECONDS,
+               quote(layout["version"]), quote(layout["cluster"]), kill_orphans, stopped, no_orphans))
 
 
 def parse_fence_output(rc, out):

@@ -6,6 +6,7 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import os
 import re
 import time
 
@@ -68,3 +69,26 @@ def controldata_field(text, name):
     """One field of pg_controldata's output (run with LC_ALL=C), or None."""
     match = re.search(r"^%s:\s+(.*?)\s*$" % re.escape(name), text, re.MULTILINE)
     return match.group(1) if match else None
+
+
+HISTORY_FILE = re.compile(r"^([0-9A-F]{8})\.history$")
+
+
+def wal_names(datadir):
+    """The file names in a data directory's pg_wal ([] when it cannot be read)."""
+    try:
+        return os.listdir(os.path.join(datadir, "pg_wal"))
+    except OSError:
+        return []
+
+
+def stopped_timeline(controldata, names):
+    """The timeline a server that does not run was last on, from pg_controldata's output and
+    the names in its pg_wal, or None. The control file's checkpoint timeline lags a promotion
+    until the first checkpoint after it, while the promotion wrote the new timeline's history
+    file at once (a standby has the history of each timeline it followed, too)."""
+    found = [int(value) for value in (controldata_field(controldata, "Latest checkpoint's TimeLineID"),
+                                      controldata_field(controldata, "Min recovery ending loc's timeline"))
+             if value and value.isdigit()]
+    found += [int(match.group(1), 16) for match in map(HISTORY_FILE.match, names) if match]
+    return max(found) if found else None

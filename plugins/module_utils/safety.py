@@ -298,10 +298,9 @@ def promotion_gate(nodes, plan, fenced, revoked, now, total, lease):
     gives up after receiver_timeout: waiting longer means the primary is alive for it).
     """
     unproven = sorted(n for n in plan["fence"] if n not in fenced)
-    running = sorted(n for n, f in nodes.items() if f.get("reachable") and f.get("in_recovery"))
-    if lease is not None and lease_enforced(total) and len(running) < majority(total):
-        return _gate("refuse", reason="only %s of %d servers run: a new primary needs a majority to confirm it and "
-                     "would stop itself" % (", ".join(running) or "none", total))
+    too_few = too_few_running(nodes, total, lease)
+    if too_few:
+        return _gate("refuse", reason=too_few)
     if not unproven:
         return _gate("promote", reason="every node that may be a primary is fenced: %s"
                      % (", ".join(plan["fence"]) or "none"))
@@ -332,6 +331,15 @@ def promotion_gate(nodes, plan, fenced, revoked, now, total, lease):
                          ", ".join(unproven), revocation_wait(lease)))
     return _gate("promote", reason="%s stopped itself: not confirmed by a majority for %.1f s" % (
         ", ".join(unproven), waited))
+
+
+def too_few_running(nodes, total, lease):
+    """Why no new primary can hold a lease with the standbys that run now, or None."""
+    running = sorted(n for n, f in nodes.items() if f.get("reachable") and f.get("in_recovery"))
+    if lease is not None and lease_enforced(total) and len(running) < majority(total):
+        return ("only %s of %d servers run: a new primary needs a majority to confirm it and would stop itself"
+                % (", ".join(running) or "none", total))
+    return None
 
 
 def _gate(action, nodes=(), seconds=0.0, reason="", veto=False):

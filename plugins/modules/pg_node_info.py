@@ -33,8 +33,8 @@ options:
   data_directory:
     description:
       - Data directory of the server. When the server does not answer, its control file is
-        read with C(pg_controldata) (needs O(bin_directory)) for RV(stopped_timeline) and
-        RV(stopped_state). Empty - not read.
+        read with C(pg_controldata) (needs O(bin_directory)), and its C(pg_wal) listed, for
+        RV(stopped_timeline) and RV(stopped_state). Empty - not read.
     type: path
     default: ''
   bin_directory:
@@ -169,7 +169,10 @@ fence_lock_present:
   type: bool
   sample: false
 stopped_timeline:
-  description: The timeline of the latest checkpoint in the control file of a server that does not answer.
+  description:
+    - The timeline a server that does not answer was last on - the newest of its control file's
+      checkpoint and minimum recovery timelines and of the timeline history files in its
+      C(pg_wal) (a promotion not yet followed by a checkpoint is only there).
   returned: when the server does not answer and O(data_directory) could be read
   type: int
   sample: 3
@@ -187,7 +190,7 @@ from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.pgha.cluster.plugins.module_utils.ansible_glue import ensure_psycopg2
 from ansible_collections.pgha.cluster.plugins.module_utils.pg_facts import survey_node
 from ansible_collections.pgha.cluster.plugins.module_utils.postgres import login_argument_spec
-from ansible_collections.pgha.cluster.plugins.module_utils.promotion import controldata_field
+from ansible_collections.pgha.cluster.plugins.module_utils.promotion import controldata_field, stopped_timeline, wal_names
 
 
 def control_file(module):
@@ -196,10 +199,10 @@ def control_file(module):
     if not data or not bindir or not os.path.isdir(data):
         return {}
     rc, out, unused_err = module.run_command(["%s/pg_controldata" % bindir, data], environ_update={"LC_ALL": "C"})
-    timeline = controldata_field(out, "Latest checkpoint's TimeLineID") if rc == 0 else None
-    if timeline is None or not timeline.isdigit():
+    timeline = stopped_timeline(out, wal_names(data)) if rc == 0 else None
+    if timeline is None:
         return {}
-    return {"stopped_timeline": int(timeline), "stopped_state": controldata_field(out, "Database cluster state")}
+    return {"stopped_timeline": timeline, "stopped_state": controldata_field(out, "Database cluster state")}
 
 
 def main():

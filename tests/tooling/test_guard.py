@@ -167,3 +167,26 @@ def test_the_operators_force_counts_only_while_fresh(guard, tmp_path):
     old = time.time() - guard.START_OVERRIDE_SECONDS - 1
     os.utime(override, (old, old))
     assert not guard.start_forced(config)
+
+
+@pytest.mark.parametrize("fence_during_probe", [False, True])
+def test_a_fence_that_lands_while_the_start_is_decided_stops_the_start(guard, monkeypatch, tmp_path, fence_during_probe):
+    """The start guard read no lock, then asked its peers; a fence that wrote the lock
+    meanwhile is seen at the last look (after the start's mark), and the start is refused."""
+    lock = tmp_path / "fenced"
+    cfg = {"fence_lock_file": str(lock), "nodes": [{"name": "self"}, {"name": "peer"}], "name": "self"}
+    local = {"name": "self", "standby_signal": False, "fence_lock": None, "timeline": 1}
+
+    def peers(config, pg_facts, postgres):
+        if fence_during_probe:
+            lock.write_text("fenced by the hook\n")
+        return {"peer": {"reachable": True, "in_recovery": True, "follows": "self", "timeline": 1}}
+
+    monkeypatch.setattr(guard, "local_facts", lambda config, instance: dict(local))
+    monkeypatch.setattr(guard, "peer_facts", peers)
+    monkeypatch.setattr(guard, "arbiter_lease", lambda config: None)
+    monkeypatch.setattr(safety, "start_decision", lambda *args, **kwargs: {
+        "start": True, "write_lock": False, "retry": False, "reason": "confirmed by peer"})
+    assert guard.start_check(cfg, "15-main") == (1 if fence_during_probe else 0)
+    # the mark stands for a start that goes on (a fence now waits for its postmaster), not for one refused
+    assert (tmp_path / "starting").exists() is not fence_during_probe

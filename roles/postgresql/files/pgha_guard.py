@@ -346,13 +346,10 @@ def local_facts(config, instance):
     if os.path.exists(config["fence_lock_file"]):
         with open(config["fence_lock_file"]) as handle:
             lock = handle.read(300).strip() or "present"
-    timeline = None
     bindir = config["layout"]["bindir"]
     controldata = os.popen("LC_ALL=C %s/pg_controldata %s 2>/dev/null" % (shlex.quote(bindir), shlex.quote(datadir)))
-    value = promotion.controldata_field(controldata.read(), "Latest checkpoint's TimeLineID")
+    timeline = promotion.stopped_timeline(controldata.read(), promotion.wal_names(datadir))
     controldata.close()
-    if value and value.isdigit():
-        timeline = int(value)
     return {"name": config["name"], "standby_signal": os.path.exists(os.path.join(datadir, "standby.signal")),
             "fence_lock": lock, "timeline": timeline, "bootstrap": os.path.exists(config["bootstrap_file"]),
             "forced": start_forced(config), "fenced_peers": read_fenced_peers(config, timeline, safety)}
@@ -401,8 +398,27 @@ def arbiter_lease(config):
         conn.close()
 
 
+def fenced_meanwhile(config, fencing):
+    """Marks this start, then looks at the fence lock once more: a fence that wrote the lock
+    before the mark is seen here; one that writes it after sees the mark and waits for this
+    start's postmaster, which it stops (fencing.start_marker; the unit removes the mark when
+    the start ended). True: do not start."""
+    marker = fencing.start_marker(config["fence_lock_file"])
+    try:
+        with open(marker, "w") as handle:
+            handle.write("%d\n" % os.getpid())
+    except OSError as exc:
+        log("cannot mark the start (%s): a fence landing now could not see it" % exc)
+        return True
+    if not os.path.exists(config["fence_lock_file"]):
+        return False
+    if os.path.exists(marker):
+        os.unlink(marker)
+    return True
+
+
 def start_check(config, instance):
-    from ansible_collections.pgha.cluster.plugins.module_utils import pg_facts, postgres, safety
+    from ansible_collections.pgha.cluster.plugins.module_utils import fencing, pg_facts, postgres, safety
     deadline = time.monotonic() + config.get("start_wait", 40)
     while True:
         local = local_facts(config, instance)
@@ -414,6 +430,10 @@ def start_check(config, instance):
                 json.dump({"fenced_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
                            "reason": "start refused: %s" % decision["reason"]}, handle)
                 handle.write("\n")
+        if decision["start"] and not local["standby_signal"] and fenced_meanwhile(config, fencing):
+            log("refusing to start %s as a primary: fenced while its start was decided, or its start could not be "
+                "marked" % instance)
+            return 1
         if decision["start"]:
             log("starting %s: %s" % (instance, decision["reason"]))
             return 0

@@ -35,8 +35,8 @@ class Executor:
         return None
 
 
-def run(executor, **options):
-    steps = failover_flow.failover_steps("a", 3, dict(safety.DEFAULT_LEASE), 30.0, **options)
+def run(executor, total=3, **options):
+    steps = failover_flow.failover_steps("a", total, dict(safety.DEFAULT_LEASE), 30.0, **options)
     return failover_flow.drive(steps, executor)
 
 
@@ -77,19 +77,33 @@ def test_a_failed_revocation_gives_the_standbys_back():
 
 
 def test_quorum_refusal_in_sync_mode():
-    executor = Executor({"a": DOWN, "b": standby(10), "c": DOWN}, fence={"a": {"kind": "primary", "timeline": 1}})
-    result = run(executor, sync_required=1, sync_names=("b", "c"))
-    assert result["result"] == "refused" and result["stage"] == "quorum"
+    """c may hold commits b lacks: refused after the fence showed nothing that lifts it."""
+    fence = {"a": {"kind": "primary", "timeline": 1}, "c": {"kind": "primary", "timeline": 1}}
+    executor = Executor({"a": DOWN, "b": standby(10), "c": DOWN, "d": standby(5), "e": standby(5)}, fence=fence)
+    result = run(executor, total=5, sync_required=1, sync_names=("b", "c"))
+    assert result["result"] == "refused" and result["stage"] == "quorum", result
     assert "promote" not in executor.requests
+
+
+def test_a_failover_no_fence_could_allow_stops_no_node():
+    """One standby of three runs (the others boot, or the primary restarts after a crash):
+    no new primary could hold a lease, so the primary is not fenced; left alone it comes back."""
+    for options in ({}, {"sync_required": 1, "sync_names": ("b", "c")}):
+        executor = Executor({"a": DOWN, "b": standby(10), "c": DOWN}, fence={"a": {"kind": "primary", "timeline": 1}})
+        result = run(executor, **options)
+        assert result["result"] == "refused" and result["stage"] == "gate", result
+        assert "only b of 3 servers run" in result["reason"]
+        assert "fence" not in executor.requests and "promote" not in executor.requests
 
 
 def test_without_a_failed_node_the_flow_fails_over_the_node_the_standbys_follow():
     """failover.yml without failed_node: an unreachable standby (a) sorts before the failed
     primary (b); the quorum rule must leave out b, not a, which may hold acknowledged commits."""
     following_b = dict(standby(20), follows="b")
-    executor = Executor({"a": DOWN, "b": DOWN, "c": following_b, "d": dict(standby(10), follows="b")},
+    executor = Executor({"a": DOWN, "b": DOWN, "c": following_b, "d": dict(standby(10), follows="b"),
+                         "e": dict(standby(5), follows="b")},
                         fence={"a": {"kind": "standby", "timeline": 1}, "b": {"kind": "primary", "timeline": 1}})
-    steps = failover_flow.failover_steps(None, 4, dict(safety.DEFAULT_LEASE), 30.0, sync_required=1,
+    steps = failover_flow.failover_steps(None, 5, dict(safety.DEFAULT_LEASE), 30.0, sync_required=1,
                                          sync_names=("a", "b", "c", "d"))
     result = failover_flow.drive(steps, executor)
     assert result["result"] == "refused" and result["stage"] == "quorum", result
@@ -100,8 +114,8 @@ def test_a_synchronous_standby_powered_off_by_the_fence_command_still_may_hold_a
     """The fence command tells no timeline: a node it powered off is not taken for one that
     never streamed from the failed primary, so the quorum rule still counts it as missing."""
     fence = {"a": {"kind": "primary", "timeline": 1}, "c": {"kind": "primary", "timeline": None}}
-    executor = Executor({"a": DOWN, "b": standby(10), "c": DOWN}, fence=fence)
-    result = run(executor, sync_required=1, sync_names=("b", "c"))
+    executor = Executor({"a": DOWN, "b": standby(10), "c": DOWN, "d": standby(5), "e": standby(5)}, fence=fence)
+    result = run(executor, total=5, sync_required=1, sync_names=("b", "c"))
     assert result["result"] == "refused" and result["stage"] == "quorum", result
     assert "promote" not in executor.requests
 

@@ -1,6 +1,7 @@
 """Table tests of the safety core: the guard's lease, the start guard, the promotion gate,
 the synchronous quorum rule and the sync policy; every refusal included."""
 import os
+import time
 
 import pytest
 
@@ -372,6 +373,69 @@ def test_the_fence_script_verifies_a_postmaster_already_gone_without_a_stop(tmp_
     assert not (tmp_path / "stopped").exists(), "no stop for a postmaster that is gone (kill -9)"
     assert (tmp_path / "fenced").exists()
     assert result == {"kind": "primary", "timeline": 3}, out
+
+
+@pytest.mark.parametrize("history, timeline", [([], 3), (["00000002.history"], 3), (["00000004.history"], 4),
+                                               (["0000000A.history", "00000004.history", "x.history"], 10),
+                                               (["abc.history", "0000000b.history", "0000000C.history.partial"], 3)])
+def test_the_fence_reports_the_newest_timeline_of_a_promotion_not_yet_checkpointed(tmp_path, monkeypatch, history,
+                                                                                    timeline):
+    from ansible_collections.pgha.cluster.plugins.module_utils import fencing, promotion
+    layout, path = fake_cluster(tmp_path, status_before=3)
+    (tmp_path / "data dir" / "pg_wal").mkdir()
+    for name in history:
+        (tmp_path / "data dir" / "pg_wal" / name).write_text("")
+    monkeypatch.setenv("PATH", path + os.pathsep + os.environ["PATH"])
+    result, out = fencing.fence_locally(layout, str(tmp_path / "fenced"), "test", 5432)
+    assert result == {"kind": "primary", "timeline": timeline}, out
+    controldata = "Latest checkpoint's TimeLineID:       3\nMin recovery ending loc's timeline:   0\n"
+    assert promotion.stopped_timeline(controldata, history) == timeline, "the guard and pg_node_info read the same"
+
+
+def test_a_stopped_timeline_needs_something_to_read():
+    from ansible_collections.pgha.cluster.plugins.module_utils import promotion
+    assert promotion.stopped_timeline("", []) is None
+    assert promotion.stopped_timeline("Min recovery ending loc's timeline:   5\n", ["README"]) == 5
+
+
+def start_in_progress(tmp_path, postmaster_after, marked_ago=0):
+    """A start guard marked its start `marked_ago` seconds ago; the postmaster of that start
+    runs (pg_ctl status 0) from the `postmaster_after`-th status call on (None: never) until
+    the fence stops it."""
+    calls, running = tmp_path / "calls", tmp_path / "running"
+    (tmp_path / "bin dir" / "pg_ctl").write_text(
+        "#!/bin/sh\necho x >> {calls}\n[ -e {stopped} ] && exit 3\n"
+        "[ {after} -gt 0 ] && [ $(wc -l < {calls}) -ge {after} ] && exit 0\nexit 3\n".format(
+            calls=calls, stopped=tmp_path / "stopped", after=postmaster_after or 0))
+    marker = tmp_path / "starting"
+    marker.write_text("1\n")
+    os.utime(marker, (time.time() - marked_ago, time.time() - marked_ago))
+    return calls
+
+
+@pytest.mark.parametrize("postmaster_after, marked_ago, verified, stops", [
+    (4, 0, True, True),            # the start's postmaster comes: stopped, not taken for gone
+    (None, 0, False, False),       # still in flight after the wait: fails closed
+    (None, 3600, True, False),     # a mark a crash left an hour ago holds nothing up
+    (None, -3600, False, False),   # the clock stepped back: the wait stays bounded
+])
+def test_the_fence_script_waits_for_the_postmaster_of_a_start_in_flight(tmp_path, monkeypatch, postmaster_after,
+                                                                        marked_ago, verified, stops):
+    from ansible_collections.pgha.cluster.plugins.module_utils import fencing
+    layout, path = fake_cluster(tmp_path, status_before=3)
+    calls = start_in_progress(tmp_path, postmaster_after, marked_ago)
+    monkeypatch.setenv("PATH", path + os.pathsep + os.environ["PATH"])
+    monkeypatch.setattr(fencing, "START_WAIT_SECONDS", 0.3)
+    started = time.time()
+    result, out = fencing.fence_locally(layout, str(tmp_path / "fenced"), "test", 5432)
+    assert time.time() - started < 5
+    assert (tmp_path / "fenced").exists(), "the lock is written before the wait"
+    assert result == ({"kind": "primary", "timeline": 3} if verified else None), out
+    assert (tmp_path / "stopped").exists() is stops, out
+    if not verified:
+        assert "PostgreSQL is starting here" in out
+    if marked_ago > 0:
+        assert len(calls.read_text().split()) <= 3, "an old mark holds no fence up"
 
 
 def test_the_fence_script_kills_what_a_killed_postmaster_left_running(tmp_path, monkeypatch):
