@@ -190,7 +190,7 @@ POOL_PORTS = ("pgha_pgpool_port", "pgha_pcp_port", "pgpool_wd_port", "pgpool_hea
 def port_errors(values, colocated):
     """Two of pgha's services told to listen on one port of one host (pgpool mode): the
     second would not start. colocated: some node runs PostgreSQL and pgpool."""
-    if values.get("pgha_mode", "pgpool") != "pgpool":
+    if values.get("pgha_mode") == "keeper":
         return []
     names = POOL_PORTS + (("pgha_postgresql_port",) if colocated else ())
     seen, errors = {}, []

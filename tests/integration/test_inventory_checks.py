@@ -103,7 +103,7 @@ def test_site_refuses_bad_settings_before_touching_a_host(ansible, lab):
         assert "%s must be" % name in result.stdout and allowed in result.stdout, (name, outcome(result))
     assert "pgpool_settings: failover_command is set by pgha" in result.stdout
     assert "postgresql_settings: wal_receiver_timeout is set by pgha" in result.stdout
-    assert "pgha_pcp_port and pgpool_heartbeat_port are both 9694" in result.stdout, outcome(result)
+    assert "pgha_pcp_port and pgpool_heartbeat_port are both 9694" in " ".join(result.stdout.split()), outcome(result)
     assert "pgha_synchronous_mod is not a pgha variable, nothing reads it (did you mean pgha_synchronous_mode?)" \
         in result.stdout, outcome(result)
     recap = [line for line in result.stdout.splitlines() if ": ok=" in line]
