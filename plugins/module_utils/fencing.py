@@ -73,9 +73,9 @@ def fence_script(layout, lock_file, reason, port=5432):
     # (A mark older than a minute was left by a crash, not by a start.)
     in_flight = ('{ [ -e "$m" ] && [ $(( $(date +%%s) - $(stat -c %%Y "$m" 2>/dev/null || echo 0) )) -lt 60 ] '
                  '&& %s; }' % stopped)
+    waits = int(START_WAIT_SECONDS / 0.02)
     starting = ('m=%s; i=0; while %s; do [ $i -ge %d ] && { echo "PostgreSQL is starting here"; exit 1; }; '
-                'sleep 0.02; i=$((i+1)); done' % (quote(start_marker(lock_file)), in_flight,
-                                                   int(START_WAIT_SECONDS / 0.02)))
+                'sleep 0.02; i=$((i+1)); done' % (quote(start_marker(lock_file)), in_flight, waits))
     # The stop is bounded: a frozen postmaster (SIGSTOP, a hung disk) never answers it, while its
     # backends could still commit; the kill sweep ends it and them.
     return ("umask 022; %s; if [ -e %s/standby.signal ]; then %s; echo \"PGHA-FENCED standby $tl\"; exit 0; fi; "

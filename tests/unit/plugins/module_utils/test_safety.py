@@ -378,8 +378,8 @@ def test_the_fence_script_verifies_a_postmaster_already_gone_without_a_stop(tmp_
 @pytest.mark.parametrize("history, timeline", [([], 3), (["00000002.history"], 3), (["00000004.history"], 4),
                                                (["0000000A.history", "00000004.history", "x.history"], 10),
                                                (["abc.history", "0000000b.history", "0000000C.history.partial"], 3)])
-def test_the_fence_reports_the_newest_timeline_of_a_promotion_not_yet_checkpointed(tmp_path, monkeypatch, history,
-                                                                                    timeline):
+def test_the_fence_reports_the_newest_timeline_of_a_promotion_not_yet_checkpointed(
+        tmp_path, monkeypatch, history, timeline):
     from ansible_collections.pgha.cluster.plugins.module_utils import fencing, promotion
     layout, path = fake_cluster(tmp_path, status_before=3)
     (tmp_path / "data dir" / "pg_wal").mkdir()
