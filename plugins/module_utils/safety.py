@@ -34,7 +34,7 @@ DEFAULT_LEASE = {
     "guard_interval": 0.5,       # how often the guard checks (its decision may be this late)
     "stop_seconds": 1.0,         # an immediate stop takes at most this long
     "clock_margin": 0.1,         # clocks may run this much slower or faster (10 %)
-    "receiver_timeout": 4.0,     # wal_receiver_timeout: a standby that heard its primary this recently vetoes
+    "receiver_timeout": 4.0,     # wal_receiver_timeout (a standby's WAL receiver gives up after it)
 }
 
 
@@ -63,6 +63,14 @@ def revocation_wait(lease):
     standby's last reply) and finds the lease expired at a beat (up to one more)."""
     return round(lease["lease_seconds"] * (1 + lease["clock_margin"]) + 2 * lease["guard_interval"]
                  + lease["stop_seconds"], 3)
+
+
+def hear_seconds(lease):
+    """How long a standby may have heard nothing from a primary that is alive for it. A WAL
+    receiver that heard nothing for half its timeout asks its primary for a reply (a ping),
+    which a live primary sends at once; one guard beat covers the answer's way and the read.
+    A standby silent for longer has lost its primary, although its receiver still waits."""
+    return round(lease["receiver_timeout"] / 2 + lease["guard_interval"], 3)
 
 
 def annotate(nodes, names_by_address):
@@ -294,8 +302,8 @@ def promotion_gate(nodes, plan, fenced, revoked, now, total, lease):
     its revocation was verified}; now: the failover side's monotonic clock.
 
     Returns {"action": "promote" | "revoke" | "wait" | "refuse", "nodes", "seconds", "reason",
-    "veto"}; veto: the wait is for a standby that still hears the old primary (a WAL receiver
-    gives up after receiver_timeout: waiting longer means the primary is alive for it).
+    "veto"}; veto: the wait is for a standby that still hears the old primary (it heard it
+    within hear_seconds: waiting longer means the primary is alive for it).
     """
     unproven = sorted(n for n in plan["fence"] if n not in fenced)
     too_few = too_few_running(nodes, total, lease)
@@ -309,7 +317,7 @@ def promotion_gate(nodes, plan, fenced, revoked, now, total, lease):
                      "%d nodes cannot rely on the lease" % (", ".join(unproven), total))
     hearing = sorted(n for n, f in nodes.items() if f.get("reachable") and f.get("in_recovery")
                      and f.get("upstream") in unproven and n not in revoked
-                     and (f.get("upstream_age") is None or f["upstream_age"] < lease["receiver_timeout"]))
+                     and (f.get("upstream_age") is None or f["upstream_age"] < hear_seconds(lease)))
     if hearing:
         return _gate("wait", seconds=lease["guard_interval"], veto=True,
                      reason="%s still hear(s) %s: it is alive for them" % (", ".join(hearing), ", ".join(unproven)))
