@@ -192,15 +192,16 @@ class Bench:
         for cycle in range(1, cycles + 1):
             run = self.kill_cycle(system, breakdown=(system, replication, cycle) in BREAKDOWN_CYCLES)
             say("  cycle %d: %s -> %s, fault->write %s (per-connection writer %s), lost %d, all following %s, "
-                "stale reads until %s, %d commits/s" % (
+                "stale reads until %s, %d commits/s; cycle %.0f s (repair %.0f s)" % (
                     cycle, run["old_primary"], run["new_primary"], seconds(run["to_write"]),
                     seconds(run["to_write_fresh"]), run["lost"], seconds(run["following"]),
-                    seconds(run["stale_until"]), run["rate"]))
+                    seconds(run["stale_until"]), run["rate"], run["cycle_seconds"], run["repair_seconds"]))
             runs.append(run)
         self.results["failover"].append({"system": system, "replication": replication, "detection": detection,
                                          "runs": runs})
 
     def kill_cycle(self, system, breakdown=False):
+        started = time.time()
         observe = min(self.args.observe, OBSERVE_BASELINE) if system == "baseline" else self.args.observe
         old = self.healthy()
         old_address = self.lab["nodes"][old]
@@ -247,8 +248,7 @@ class Bench:
         if breakdown:
             self.results.setdefault("breakdowns", {})[system] = self.failover_breakdown(system, fault_at, first,
                                                                                         first_fresh)
-        self.repair(system, old)
-        return run
+        return self.repaired(run, system, old, started)
 
     def failover_breakdown(self, system, fault_at, first, first_fresh):
         """When each step of the failover ended, in seconds after the fault, from the journals."""
@@ -273,20 +273,39 @@ class Bench:
 
     # -- whole-node faults ------------------------------------------------------------
     def node_fault_series(self, system, replication, cycles):
+        """Each fault's cycles, with the watchdog leader on the primary's node and elsewhere.
+        Each cycle takes the placement the last one left when that series still needs cycles:
+        moving the leader (a pgpool restart on two nodes and a new election) is the slowest
+        part of a cycle."""
         for fault in NODE_FAULTS:
+            say("%s, %s replication: %s of the primary's node, watchdog leader %s: %d cycles each" % (
+                system, replication, fault.name, " / ".join(
+                    "on it" if p == "leader" else "elsewhere" for p in self.args.placements), cycles))
+            runs = {placement: [] for placement in self.args.placements}
+            while any(len(done) < cycles for done in runs.values()):
+                placement = self.placement_now(runs, cycles)
+                run = self.node_cycle(system, fault, placement)
+                runs[placement].append(run)
+                say("  cycle %d, leader %s: %s -> %s, fault->write %s (per-connection writer %s), standbys "
+                    "follow %s after it, lost %d; cycle %.0f s (repair %.0f s)" % (
+                        len(runs[placement]), "on it" if placement == "leader" else "elsewhere",
+                        run["old_primary"], run["new_primary"], seconds(run["to_write"]),
+                        seconds(run["to_write_fresh"]), seconds(run["following_after_write"]), run["lost"],
+                        run["cycle_seconds"], run["repair_seconds"]))
             for placement in self.args.placements:
-                say("%s, %s replication: %s of the primary's node, watchdog leader %s: %d cycles" % (
-                    system, replication, fault.name, "on it" if placement == "leader" else "elsewhere", cycles))
-                runs = []
-                for cycle in range(1, cycles + 1):
-                    run = self.node_cycle(system, fault, placement)
-                    say("  cycle %d: %s -> %s, fault->write %s (per-connection writer %s), standbys follow %s "
-                        "after it, lost %d" % (cycle, run["old_primary"], run["new_primary"],
-                                               seconds(run["to_write"]), seconds(run["to_write_fresh"]),
-                                               seconds(run["following_after_write"]), run["lost"]))
-                    runs.append(run)
                 self.results["node_faults"].append({"system": system, "replication": replication,
-                                                    "fault": fault.name, "placement": placement, "runs": runs})
+                                                    "fault": fault.name, "placement": placement,
+                                                    "runs": runs[placement]})
+
+    def placement_now(self, runs, cycles):
+        """The placement to run next: the one the lab has now if its series needs cycles."""
+        holders = probe.vip_holders(self.lab)
+        primaries = probe.primaries(probe.survey(self.lab))
+        if len(holders) == 1 and len(primaries) == 1:
+            now = "leader" if holders == primaries else "not leader"
+            if now in runs and len(runs[now]) < cycles:
+                return now
+        return next(p for p in self.args.placements if len(runs[p]) < cycles)
 
     def place_leader(self, primary, on_primary):
         """Make the watchdog leader the primary's node, or another one: stop pgpool on every
@@ -309,6 +328,7 @@ class Bench:
         raise SystemExit("bench: could not place the watchdog leader %s %s" % ("on" if on_primary else "off", primary))
 
     def node_cycle(self, system, fault, placement):
+        started = time.time()
         old = self.healthy()
         leader = self.place_leader(old, placement == "leader")
         old_address = self.lab["nodes"][old]
@@ -346,8 +366,14 @@ class Bench:
                "following_after_write": (following - to_fresh) if following and to_fresh else None,
                "primaries_after_heal": primaries_after_heal,
                "lost": probe.missing_acked_rows(self.lab, new[0], writer.acked + fresh.acked)}
+        return self.repaired(run, system, old, started)
+
+    def repaired(self, run, system, old, started):
+        """The run, once the old primary is a standby again, with the cycle's and the repair's times."""
+        repair_started = time.time()
         self.repair(system, old)
-        return run
+        return dict(run, cycle_seconds=round(time.time() - started, 1),
+                    repair_seconds=round(time.time() - repair_started, 1))
 
     def repair(self, system, old):
         if system == "baseline":
