@@ -147,6 +147,24 @@ def _timeline(facts, fenced, node):
     return fenced.get(node, {}).get("timeline")
 
 
+# After a refused failover, pgpool's hook tries it again this many seconds apart (the last
+# one repeats) while the failed primary does not answer: pgpool asks only once.
+RETRY_SECONDS = (5, 10, 20, 30)
+
+
+def after_refusal(facts, failed):
+    """What follows a refused failover of `failed`, from a fresh survey: "attach" (it answers
+    as the only primary: pgpool gets it back), "give up" (another node runs as primary),
+    "retry" (it does not answer: what refused the failover, a standby down or one still
+    hearing it, may have passed) or "wait" (it answers, but not as a primary yet)."""
+    live = sorted(n for n, f in facts.items() if f.get("reachable") and f.get("in_recovery") is False)
+    if [n for n in live if n != failed]:
+        return "give up"
+    if live:
+        return "attach"
+    return "wait" if (facts.get(failed) or {}).get("reachable") else "retry"
+
+
 def _refused(stage, reason):
     return {"result": "refused", "stage": stage, "reason": reason}
 

@@ -388,13 +388,23 @@ class Executor:
                                                                     self.named[primary])) for n in names], 10)
 
 
-def failover(config, args):
+def pausing_marker(config):
+    """The planned operation's marker that pauses automatic failover, if any (stale ones logged)."""
     from ansible_collections.pgha.cluster.plugins.module_utils import markers
-    nodes = config["nodes"]
-    failed = nodes[int(args["node_id"])]
     marker, stale = markers.pausing_marker([config["maintenance_file"], config.get("operation_lock", ""),
                                             config.get("site_marker", "")],
                                            config.get("marker_max_age", markers.DEFAULT_MAX_AGE))
+    if marker:
+        return marker
+    for path, age in stale:
+        log("ignoring %s: %d s old (a playbook that died?)" % (path, age), syslog.LOG_WARNING)
+    return None
+
+
+def failover(config, args):
+    nodes = config["nodes"]
+    failed = nodes[int(args["node_id"])]
+    marker = pausing_marker(config)
     if marker:
         log("a planned operation holds %s: no automatic failover for %s; the running playbook decides"
             % (marker, failed["name"]), syslog.LOG_WARNING)
@@ -402,13 +412,13 @@ def failover(config, args):
         # it streams; that never promotes anything, so the pause does not hold it back.
         start_background("reattach-standby", args["node_id"])
         return 0
-    for path, age in stale:
-        log("ignoring %s: %d s old (a playbook that died?)" % (path, age), syslog.LOG_WARNING)
     result = run_failover(config, failed["name"], detach=True)
     if result["result"] == "refused":
         # Nothing was promoted: the failed node is still the cluster's primary. Attach it again
-        # once it answers here (at once, or when a partial cut heals; pgpool has no primary meanwhile).
-        log("backend %s stays the primary: attaching it again in pgpool once it answers here" % args["node_id"])
+        # once it answers here (at once, or when a partial cut heals; pgpool has no primary
+        # meanwhile), or fail it over once what refused it has passed: pgpool asks only once.
+        log("backend %s stays the primary: attaching it again in pgpool once it answers here, trying the "
+            "failover again while it does not" % args["node_id"])
         start_background("reattach", args["node_id"])
         return 1
     if result["result"] == "none":
@@ -469,25 +479,52 @@ def attached(config, node, node_id):
 
 
 def reattach(config, args, timeout=600):
-    """Attach a detached primary once it answers here, as long as it is the only primary;
-    give up when another node runs as primary (a later failover promoted it)."""
-    from ansible_collections.pgha.cluster.plugins.module_utils import pg_facts
+    """After a refused failover (failover_flow.after_refusal): attach the primary again once
+    it answers here as the only primary; while it does not answer, try its failover again
+    now and then; give up when another node runs as primary."""
+    from ansible_collections.pgha.cluster.plugins.module_utils import failover_flow, pg_facts
     node = config["nodes"][int(args["node_id"])]
-    deadline = time.time() + timeout
+    deadline, waits = time.time() + timeout, list(failover_flow.RETRY_SECONDS)
+    retry_at = time.time() + waits[0]
     while time.time() < deadline:
         time.sleep(1)
-        live = [name for name, f in survey(config, pg_facts).items() if is_live_primary(f)]
-        if [name for name in live if name != node["name"]]:
-            log("reattach: %s is not the only primary any more (%s); leaving pgpool as it is"
-                % (node["name"], ", ".join(live)), syslog.LOG_WARNING)
+        action = failover_flow.after_refusal(survey(config, pg_facts), node["name"])
+        if action == "give up":
+            log("reattach: %s is not the only primary any more; leaving pgpool as it is" % node["name"],
+                syslog.LOG_WARNING)
             return 1
-        if not live:
-            continue  # it does not answer from here (yet): a cut that heals, a restart
-        if attached(config, node, args["node_id"]):
+        if action == "attach" and attached(config, node, args["node_id"]):
             log("reattach: %s is attached in pgpool" % node["name"])
             return 0
+        if action == "retry" and time.time() >= retry_at:
+            if failed_over_again(config, node):
+                return 0
+            waits = waits[1:] or waits
+            retry_at = time.time() + waits[0]
     log("reattach: gave up attaching %s after %d s" % (node["name"], timeout), syslog.LOG_ERR)
     return 1
+
+
+def failed_over_again(config, node):
+    """pgpool's failover of a node that still does not answer, once more and as pgpool's hook
+    runs it (one at a time, paused by a planned operation). pgpool looks for a new primary
+    only on its own failover events: told the one promoted (pcp_promote_node, which marks
+    the other nodes down and runs follow_primary_command for them, which attaches them)."""
+    if pausing_marker(config):
+        return False
+    with open(config["lock_path"] + ".failover", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        result = run_failover(config, node["name"])
+    if result["result"] != "promoted":
+        return False
+    ids = dict((n["name"], i) for i, n in enumerate(config["nodes"]))
+    try:
+        pcp_client(config).promote(str(ids[result["candidate"]]))
+        log("pgpool treats %s as the primary" % result["candidate"])
+    except Exception as exc:  # reported: failover.yml (it survives a rerun) tells pgpool too
+        log("pgpool could not be told that %s is the primary: %s; run pgha.cluster.failover" % (
+            result["candidate"], exc), syslog.LOG_ERR)
+    return True
 
 
 def reattach_standby(config, args, timeout=600):

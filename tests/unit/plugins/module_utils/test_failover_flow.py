@@ -1,5 +1,7 @@
 """The failover request sequence against a scripted executor (no servers: the flow only
 decides; the simulator and the lab tests run it against nodes)."""
+import pytest
+
 from ansible_collections.pgha.cluster.plugins.module_utils import failover_flow, safety
 
 
@@ -147,3 +149,19 @@ def test_two_nodes_without_a_verified_fence_are_refused_unless_forced():
     executor = Executor({"a": DOWN, "b": standby(10)})
     result = failover_flow.drive(steps, executor)
     assert result["result"] == "refused" and result["stage"] == "gate" and "promote" not in executor.requests
+
+
+PRIMARY = {"reachable": True, "in_recovery": False}
+STANDBY = {"reachable": True, "in_recovery": True}
+
+
+@pytest.mark.parametrize("facts, action", [
+    ({"a": DOWN, "b": STANDBY, "c": STANDBY}, "retry"),        # still silent: what refused may have passed
+    ({"a": DOWN, "b": STANDBY, "c": DOWN}, "retry"),
+    ({"a": PRIMARY, "b": STANDBY, "c": STANDBY}, "attach"),    # back (a cut healed): pgpool gets it back
+    ({"a": STANDBY, "b": STANDBY, "c": STANDBY}, "wait"),      # answers, not a primary yet
+    ({"a": DOWN, "b": PRIMARY, "c": STANDBY}, "give up"),      # someone else promoted it
+    ({"a": PRIMARY, "b": PRIMARY, "c": STANDBY}, "give up"),
+])
+def test_after_a_refused_failover_the_hook_attaches_retries_waits_or_gives_up(facts, action):
+    assert failover_flow.after_refusal(facts, "a") == action
