@@ -150,19 +150,27 @@ def _timeline(facts, fenced, node):
 # After a refused failover, pgpool's hook tries it again this many seconds apart (the last
 # one repeats) while the failed primary does not answer: pgpool asks only once.
 RETRY_SECONDS = (5, 10, 20, 30)
+# A failed primary whose host answers gets this long after the refusal to come back by itself
+# (crash recovery; at power-up its start guard waits up to 40 s for its peers) before a
+# retry may fence it.
+COMEBACK_SECONDS = 60.0
 
 
-def after_refusal(facts, failed):
-    """What follows a refused failover of `failed`, from a fresh survey: "attach" (it answers
-    as the only primary: pgpool gets it back), "give up" (another node runs as primary),
-    "retry" (it does not answer: what refused the failover, a standby down or one still
-    hearing it, may have passed) or "wait" (it answers, but not as a primary yet)."""
+def after_refusal(facts, failed, waited):
+    """What follows a refused failover of `failed`, `waited` seconds later, from a fresh
+    survey: "attach" (it answers as the only primary: pgpool gets it back), "give up" (another
+    node runs as primary), "retry" (it does not come back: what refused the failover, a
+    standby down or one still hearing it, may have passed) or "wait" (its host answers: it
+    may be starting, give it COMEBACK_SECONDS)."""
     live = sorted(n for n, f in facts.items() if f.get("reachable") and f.get("in_recovery") is False)
     if [n for n in live if n != failed]:
         return "give up"
     if live:
         return "attach"
-    return "wait" if (facts.get(failed) or {}).get("reachable") else "retry"
+    mine = facts.get(failed) or {}
+    if (mine.get("reachable") or mine.get("host_answers")) and waited < COMEBACK_SECONDS:
+        return "wait"
+    return "retry"
 
 
 def _refused(stage, reason):

@@ -419,7 +419,8 @@ def failover(config, args):
         # meanwhile), or fail it over once what refused it has passed: pgpool asks only once.
         log("backend %s stays the primary: attaching it again in pgpool once it answers here, trying the "
             "failover again while it does not" % args["node_id"])
-        start_background("reattach", args["node_id"])
+        # Only pgpool's primary is failed over again (a standby's refusal must not fence it).
+        start_background("retry" if args.get("old_primary_id") == args["node_id"] else "reattach", args["node_id"])
         return 1
     if result["result"] == "none":
         # Not a primary's failure: pgpool detaches the standby; attach it again once it
@@ -478,53 +479,84 @@ def attached(config, node, node_id):
         return False
 
 
-def reattach(config, args, timeout=600):
+def reattach(config, args, timeout=600, retry=False):
     """After a refused failover (failover_flow.after_refusal): attach the primary again once
-    it answers here as the only primary; while it does not answer, try its failover again
-    now and then; give up when another node runs as primary."""
+    it answers here as the only primary; give up when another node runs as primary. retry:
+    while it does not come back, try its failover again now and then (one such process per
+    node)."""
     from ansible_collections.pgha.cluster.plugins.module_utils import failover_flow, pg_facts
     node = config["nodes"][int(args["node_id"])]
-    deadline, waits = time.time() + timeout, list(failover_flow.RETRY_SECONDS)
-    retry_at = time.time() + waits[0]
-    while time.time() < deadline:
-        time.sleep(1)
-        action = failover_flow.after_refusal(survey(config, pg_facts), node["name"])
-        if action == "give up":
-            log("reattach: %s is not the only primary any more; leaving pgpool as it is" % node["name"],
-                syslog.LOG_WARNING)
-            return 1
-        if action == "attach" and attached(config, node, args["node_id"]):
-            log("reattach: %s is attached in pgpool" % node["name"])
-            return 0
-        if action == "retry" and time.time() >= retry_at:
-            if failed_over_again(config, node):
+    with open("%s.retry.%s" % (config["lock_path"], node["name"]), "a") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            return 0  # another process already looks after this node
+        started, waits = time.time(), list(failover_flow.RETRY_SECONDS)
+        retry_at = started + waits[0]
+        while time.time() < started + timeout:
+            time.sleep(1)
+            action = failover_flow.after_refusal(survey(config, pg_facts), node["name"], time.time() - started)
+            if action == "give up":
+                log("reattach: %s is not the only primary any more; leaving pgpool as it is" % node["name"],
+                    syslog.LOG_WARNING)
+                return 1
+            if action == "attach" and attached(config, node, args["node_id"]):
+                log("reattach: %s is attached in pgpool" % node["name"])
                 return 0
-            waits = waits[1:] or waits
-            retry_at = time.time() + waits[0]
+            if retry and action == "retry" and time.time() >= retry_at:
+                if failed_over_again(config, node):
+                    return 0
+                waits = waits[1:] or waits
+                retry_at = time.time() + waits[0]
     log("reattach: gave up attaching %s after %d s" % (node["name"], timeout), syslog.LOG_ERR)
     return 1
 
 
+def retry(config, args):
+    return reattach(config, args, retry=True)
+
+
 def failed_over_again(config, node):
-    """pgpool's failover of a node that still does not answer, once more and as pgpool's hook
-    runs it (one at a time, paused by a planned operation). pgpool looks for a new primary
-    only on its own failover events: told the one promoted (pcp_promote_node, which marks
-    the other nodes down and runs follow_primary_command for them, which attaches them)."""
-    if pausing_marker(config):
-        return False
+    """pgpool's failover of its primary that still does not answer, once more and as pgpool's
+    hook runs it (one at a time, paused by a planned operation), then pgpool told."""
     with open(config["lock_path"] + ".failover", "a") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
+        # Looked at once the lock is held: a playbook may have started while this waited.
+        marker = pausing_marker(config)
+        if marker:
+            log("a planned operation holds %s: no retry of the failover of %s" % (marker, node["name"]))
+            return False
         result = run_failover(config, node["name"])
     if result["result"] != "promoted":
         return False
-    ids = dict((n["name"], i) for i, n in enumerate(config["nodes"]))
-    try:
-        pcp_client(config).promote(str(ids[result["candidate"]]))
-        log("pgpool treats %s as the primary" % result["candidate"])
-    except Exception as exc:  # reported: failover.yml (it survives a rerun) tells pgpool too
-        log("pgpool could not be told that %s is the primary: %s; run pgha.cluster.failover" % (
-            result["candidate"], exc), syslog.LOG_ERR)
+    pgpool_takes_primary(config, result["candidate"])
     return True
+
+
+def pgpool_takes_primary(config, name, timeout=20):
+    """pgpool looks for a new primary only on its own failover events: make it take `name`
+    (attached first when pgpool has it down; pcp_promote_node without switchover marks the
+    other nodes down and runs follow_primary_command for them, which attaches them). pcp
+    answers before pgpool acted, and pgpool drops a promotion it cannot make: read back."""
+    node_id = [n["name"] for n in config["nodes"]].index(name)
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        try:
+            pcp = pcp_client(config)
+            info = pcp.node_info()[node_id]
+            if info.get("role") == "primary" and info.get("status") in ("up", "waiting"):
+                log("pgpool treats %s as the primary" % name)
+                return True
+            if info.get("status") not in ("up", "waiting"):
+                pcp.attach(str(node_id))
+            else:
+                pcp.promote(str(node_id))
+        except Exception as exc:  # pgpool busy with the previous request: ask again
+            log("pgpool does not treat %s as the primary yet: %s" % (name, exc))
+        time.sleep(2)
+    log("pgpool does not treat %s as the primary after %d s; run pgha.cluster.failover" % (name, timeout),
+        syslog.LOG_ERR)
+    return False
 
 
 def reattach_standby(config, args, timeout=600):
@@ -621,7 +653,8 @@ def _run_env(argv, env):
 
 def main(argv):
     syslog.openlog("pgha-hook", syslog.LOG_PID)
-    commands = {"failover": failover, "follow": follow, "reattach": reattach, "reattach-standby": reattach_standby,
+    commands = {"failover": failover, "follow": follow, "reattach": reattach, "retry": retry,
+                "reattach-standby": reattach_standby,
                 "fence": fence_until_done, "manual": manual}
     if len(argv) < 3 or argv[1] not in commands:
         log("usage: pgha-hook failover|follow %d %h %p %D %m %H %M %P %r %R %N %S", syslog.LOG_ERR)

@@ -153,15 +153,18 @@ def test_two_nodes_without_a_verified_fence_are_refused_unless_forced():
 
 PRIMARY = {"reachable": True, "in_recovery": False}
 STANDBY = {"reachable": True, "in_recovery": True}
+STARTING = {"reachable": False, "in_recovery": None, "host_answers": True}
 
 
-@pytest.mark.parametrize("facts, action", [
-    ({"a": DOWN, "b": STANDBY, "c": STANDBY}, "retry"),        # still silent: what refused may have passed
-    ({"a": DOWN, "b": STANDBY, "c": DOWN}, "retry"),
-    ({"a": PRIMARY, "b": STANDBY, "c": STANDBY}, "attach"),    # back (a cut healed): pgpool gets it back
-    ({"a": STANDBY, "b": STANDBY, "c": STANDBY}, "wait"),      # answers, not a primary yet
-    ({"a": DOWN, "b": PRIMARY, "c": STANDBY}, "give up"),      # someone else promoted it
-    ({"a": PRIMARY, "b": PRIMARY, "c": STANDBY}, "give up"),
+@pytest.mark.parametrize("facts, waited, action", [
+    ({"a": DOWN, "b": STANDBY, "c": STANDBY}, 5, "retry"),        # silent: what refused may have passed
+    ({"a": DOWN, "b": STANDBY, "c": DOWN}, 5, "retry"),
+    ({"a": PRIMARY, "b": STANDBY, "c": STANDBY}, 5, "attach"),    # back (a cut healed): pgpool gets it back
+    ({"a": STARTING, "b": STANDBY, "c": STANDBY}, 5, "wait"),     # its host answers: crash recovery, start guard
+    ({"a": STANDBY, "b": STANDBY, "c": STANDBY}, 5, "wait"),      # answers, not a primary (yet)
+    ({"a": STARTING, "b": STANDBY, "c": STANDBY}, 61, "retry"),   # never came back (its guard fenced it)
+    ({"a": DOWN, "b": PRIMARY, "c": STANDBY}, 5, "give up"),      # someone else promoted it
+    ({"a": PRIMARY, "b": PRIMARY, "c": STANDBY}, 5, "give up"),
 ])
-def test_after_a_refused_failover_the_hook_attaches_retries_waits_or_gives_up(facts, action):
-    assert failover_flow.after_refusal(facts, "a") == action
+def test_after_a_refused_failover_the_hook_attaches_retries_waits_or_gives_up(facts, waited, action):
+    assert failover_flow.after_refusal(facts, "a", waited) == action
