@@ -553,7 +553,7 @@ def pgpool_takes_primary(config, name, timeout=20):
                 pcp.promote(str(node_id))
         except Exception as exc:  # pgpool busy with the previous request: ask again
             log("pgpool does not treat %s as the primary yet: %s" % (name, exc))
-        time.sleep(2)
+        time.sleep(1)
     log("pgpool does not treat %s as the primary after %d s; run pgha.cluster.failover" % (name, timeout),
         syslog.LOG_ERR)
     return False
