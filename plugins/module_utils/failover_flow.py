@@ -162,7 +162,7 @@ def after_refusal(facts, failed, waited):
     node runs as primary), "retry" (it does not come back: what refused the failover, a
     standby down or one still hearing it, may have passed) or "wait" (its host answers: it
     may be starting, give it COMEBACK_SECONDS)."""
-    live = sorted(n for n, f in facts.items() if f.get("reachable") and f.get("in_recovery") is False)
+    live = topology.primaries(facts)
     if [n for n in live if n != failed]:
         return "give up"
     if live:

@@ -568,7 +568,7 @@ def reattach_standby(config, args, timeout=600):
     while time.time() < deadline:
         time.sleep(2)
         facts = survey(config, pg_facts)
-        live = [name for name, f in facts.items() if is_live_primary(f)]
+        live = topology.primaries(facts)
         if len(live) != 1 or live == [node["name"]]:
             continue
         ready = not topology.rebuild_need(facts[node["name"]], facts[live[0]], addresses[live[0]]["address"])["needed"]
