@@ -10,8 +10,10 @@ runs the very same generator against simulated nodes and a simulated clock.
 
 Requests and what they return:
   ("now",)                      -> the executor's monotonic clock, seconds
-  ("survey",)                   -> {node: facts} (reachable, in_recovery, timeline,
-                                   received_lsn_bytes, upstream, upstream_age, ...)
+  ("survey", [nodes])           -> {node: facts} (reachable, in_recovery, host_answers,
+                                   timeline, received_lsn_bytes, upstream, upstream_age,
+                                   ...); the nodes listed are not read again: their facts
+                                   of the last survey stand
   ("fence", [nodes])            -> {name: {"kind": "primary" | "standby", "timeline"}} of
                                    the nodes proven unable to take writes (a primary: lock
                                    written, postmaster gone; a standby: told to follow
@@ -23,8 +25,8 @@ Requests and what they return:
                                    as the primary (pgpool's failover); the steps after it
                                    are best effort and run on their own
   ("record", node, [nodes])      -> None: tell the new primary which old primaries are fenced
-                                   (safety.fenced_peers; best effort: without the record its
-                                   guard counts on live standbys only)
+                                   for good, with a lock (safety.fenced_peers; best effort:
+                                   without the record its guard counts on live standbys only)
   ("repoint", [nodes], primary) -> None (best effort: follow_primary retries)
   ("checkpoint", node)          -> None: its control file has the new timeline (pg_rewind
                                    reads it there)
@@ -34,17 +36,19 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
-from ansible_collections.pgha.cluster.plugins.module_utils import safety, topology
+from ansible_collections.pgha.cluster.plugins.module_utils import fencing, safety, topology
 
 
-def failover_steps(failed, total, lease, max_seconds, sync_required=0, sync_names=(), force=False, candidate=None):
+def failover_steps(failed, total, lease, max_seconds, sync_required=0, sync_names=(), force=False, candidate=None,
+                   fence_device=False):
     """The failover of `failed` (None: the node the standbys follow, topology.followed_primary);
     sync_names: the synchronous standbys configured (the failed node is left out); returns {"result":
     "promoted" | "none" | "refused", ...}. candidate and force come from an operator
     (failover.yml); force also overrides the quorum rule and a refusal of the gate, saying
-    what it overrides. pgpool's hook never forces."""
-    started = yield ("now",)
-    facts = yield ("survey",)
+    what it overrides. pgpool's hook never forces. fence_device: a fence_command may power
+    a node off (it starts at once for a silent host)."""
+    facts, started = yield from _survey([])
+    surveyed_at = started
     failed = failed or topology.followed_primary(facts)
     sync_names = [n for n in sync_names if n != failed]
     try:
@@ -58,22 +62,18 @@ def failover_steps(failed, total, lease, max_seconds, sync_required=0, sync_name
     refusal = None if force else _refusal_before_fence(facts, plan, total, lease, sync_required, sync_names)
     if refusal:
         return refusal
-    fenced = dict((yield ("fence", plan["fence"])) or {})
-    # The fence may have stopped a node that had come back: decide again on fresh facts.
-    facts = yield ("survey",)
-    try:
-        plan = topology.plan_failover(facts, failed_node=failed, candidate=candidate, force=force)
-    except topology.Refusal as exc:
-        return (yield from _undo(_standbys(fenced), failed, _refused("plan", str(exc))))
-    if plan["action"] == "none":
-        return (yield from _undo(_standbys(fenced), failed, {"result": "none", "reason": plan["reason"]}))
-    failed_timeline = _timeline(facts, fenced, failed)
-    # A node fenced as a primary on an older timeline than the failed one never streamed from it
-    # (one powered off by the fence command told no timeline: it may hold acknowledged commits).
-    may_have_acked = [n for n in sync_names if not (
-        failed_timeline and fenced.get(n, {}).get("kind") == "primary"
-        and fenced[n].get("timeline") is not None and fenced[n]["timeline"] < failed_timeline)]
-    refusal = safety.sync_quorum_refusal(facts, plan, sync_required, may_have_acked, failed_timeline)
+    fenced, tried = {}, set(fence_first(facts, plan["fence"], fence_device))
+    if tried:
+        fenced = dict((yield ("fence", sorted(tried))) or {})
+        # The fence may have stopped a node that had come back: decide again on fresh facts.
+        facts, surveyed_at = yield from _survey([])
+        try:
+            plan = topology.plan_failover(facts, failed_node=failed, candidate=candidate, force=force)
+        except topology.Refusal as exc:
+            return (yield from _undo(_standbys(fenced), failed, _refused("plan", str(exc))))
+        if plan["action"] == "none":
+            return (yield from _undo(_standbys(fenced), failed, {"result": "none", "reason": plan["reason"]}))
+    refusal = _quorum_refusal(facts, fenced, plan, failed, sync_required, sync_names)
     if refusal and not force:
         return _refused("quorum", refusal)
     if refusal:
@@ -81,7 +81,8 @@ def failover_steps(failed, total, lease, max_seconds, sync_required=0, sync_name
     revoked = {}
     while True:
         now = yield ("now",)
-        gate = safety.promotion_gate(facts, plan, fenced, revoked, now, total, lease)
+        gate = safety.promotion_gate(facts, plan, fenced, revoked, now, total, lease, surveyed_at,
+                                     unlocked=sorted(set(fenced) - set(_locked(fenced)) - _standbys(fenced)))
         if gate["action"] == "promote":
             break
         limit = lease["receiver_timeout"] + 1.5 if gate.get("veto") else max_seconds
@@ -100,27 +101,53 @@ def failover_steps(failed, total, lease, max_seconds, sync_required=0, sync_name
                     ", ".join(sorted(set(gate["nodes"]) - set(done))), failed))))
             at = yield ("now",)
             revoked.update((n, at) for n in done)
+            # A silent host's fence attempt (ssh's timeout) runs while its lease runs out.
+            untried = _untried(plan, fenced, tried)
+            if untried:
+                tried |= set(untried)
+                fenced.update((yield ("fence", untried)) or {})
         else:
             yield ("sleep", gate["seconds"])
-        facts = yield ("survey",)
+        # Once standbys are revoked, a node silent in the last survey is not waited for again: it
+        # cannot keep a lease any more, and whether it came back changes no decision.
+        facts, surveyed_at = yield from _survey(_silent(facts) if revoked else [])
         try:
             plan = topology.plan_failover(facts, failed_node=failed, candidate=candidate, force=force)
         except topology.Refusal as exc:
             return (yield from _undo(revoked, failed, _refused("plan", str(exc))))
         if plan["action"] == "none":
             return (yield from _undo(revoked, failed, {"result": "none", "reason": plan["reason"]}))
+        # A synchronous standby lost meanwhile (the candidate itself, maybe) may hold commits
+        # the new candidate lacks.
+        refusal = None if force else _quorum_refusal(facts, fenced, plan, failed, sync_required, sync_names)
+        if refusal:
+            return (yield from _undo(set(revoked) | _standbys(fenced), failed, _refused("quorum", refusal)))
     yield ("log", gate["reason"])
+    untried = _untried(plan, fenced, tried)
+    if untried:     # forced before a revocation: the old primary still gets its fence attempt
+        fenced.update((yield ("fence", untried)) or {})
     if not (yield ("promote", plan["candidate"])):
         return (yield from _undo(revoked, failed, _refused("promote", "%s could not be promoted" % plan["candidate"])))
     yield ("detach", plan["candidate"])
     # The record first (milliseconds): until it lands the new primary's guard counts on live
     # standbys only, and a repoint may wait seconds for a slow one. Then the standbys: in
     # synchronous mode the first commit waits for one to stream.
-    yield ("record", plan["candidate"], sorted(set(fenced) - _standbys(fenced)))
+    yield ("record", plan["candidate"], _locked(fenced))
     yield ("repoint", sorted(set(plan["follow"]) | _standbys(fenced)), plan["candidate"])
     yield ("checkpoint", plan["candidate"])
     return {"result": "promoted", "candidate": plan["candidate"], "fenced": sorted(fenced),
             "revoked": sorted(revoked), "reason": gate["reason"]}
+
+
+def _quorum_refusal(facts, fenced, plan, failed, sync_required, sync_names):
+    """safety.sync_quorum_refusal for this failover. A node fenced as a primary on an older
+    timeline than the failed one never streamed from it (one powered off by the fence command
+    told no timeline: it may hold acknowledged commits)."""
+    failed_timeline = _timeline(facts, fenced, failed)
+    may_have_acked = [n for n in sync_names if not (
+        failed_timeline and fenced.get(n, {}).get("kind") == "primary"
+        and fenced[n].get("timeline") is not None and fenced[n]["timeline"] < failed_timeline)]
+    return safety.sync_quorum_refusal(facts, plan, sync_required, may_have_acked, failed_timeline)
 
 
 def _refusal_before_fence(facts, plan, total, lease, sync_required, sync_names):
@@ -134,6 +161,36 @@ def _refusal_before_fence(facts, plan, total, lease, sync_required, sync_names):
     best = [n for n in sync_names if n not in plan["fence"]]
     reason = safety.sync_quorum_refusal(facts, plan, sync_required, best)
     return _refused("quorum", reason) if reason else None
+
+
+def _survey(standing):
+    """(facts, when the survey began: the ages in them are as of then)."""
+    at = yield ("now",)
+    facts = yield ("survey", standing)
+    return facts, at
+
+
+def fence_first(facts, nodes, fence_device):
+    """The nodes to fence before anything else: all of them with a fence device; without
+    one, those whose host answers (a fence over ssh takes milliseconds there). A silent host
+    (powered off, cut away) could tell only after ssh's timeout: its attempt waits for the
+    revocations, and runs while the lease runs out."""
+    return sorted(n for n in nodes if fence_device or not fencing.silent(facts.get(n) or {}))
+
+
+def _untried(plan, fenced, tried):
+    return sorted(n for n in plan["fence"] if n not in fenced and n not in tried)
+
+
+def _silent(facts):
+    return sorted(n for n, f in facts.items() if fencing.silent(f))
+
+
+def _locked(fenced):
+    """Old primaries fenced for good: the lock written, the postmaster gone. One the fence
+    command powered off has no lock: powered on, it is not fenced (the hook's background
+    fence writes its lock then, and records it)."""
+    return sorted(n for n, result in fenced.items() if result.get("kind") == "primary" and not result.get("powered_off"))
 
 
 def _standbys(fenced):

@@ -94,6 +94,12 @@ def parse_fence_output(rc, out):
     return {"kind": match.group(1), "timeline": int(match.group(2)) if match.group(2).isdigit() else None}
 
 
+def silent(facts):
+    """Survey facts of a node whose host did not answer the TCP probe in time (powered off,
+    cut away), as opposed to one that refused it or that PostgreSQL answered on."""
+    return not facts.get("reachable") and facts.get("host_answers") is False
+
+
 def fence_plan(facts, has_fence_command):
     """How to fence a node, from the survey's facts of it: {"link": over the standing ssh
     connection (its host answers: refused the port, or PostgreSQL answered), "power_at_once":

@@ -292,14 +292,17 @@ def possible_confirmers(node, nodes, revoked, fenced):
     return sorted(n for n in nodes if n != node and n not in revoked and n not in fenced)
 
 
-def promotion_gate(nodes, plan, fenced, revoked, now, total, lease):
+def promotion_gate(nodes, plan, fenced, revoked, now, total, lease, surveyed_at=None, unlocked=()):
     """Whether the failover may promote plan["candidate"] now.
 
     nodes: facts from the failover side's survey (reachable, in_recovery, upstream: the node
     a standby's WAL receiver streams from, upstream_age: seconds since its last message);
     plan: topology.plan_failover's result; fenced: nodes proven unable to take writes (fence
     verified: lock written and postmaster gone; or STONITH confirmed); revoked: {name: time
-    its revocation was verified}; now: the failover side's monotonic clock.
+    its revocation was verified}; now: the failover side's monotonic clock; surveyed_at: when
+    the survey behind `nodes` began (its ages are as of then), now when not given; unlocked:
+    fenced nodes without a lock (the fence_command powered them off: powered on, nothing
+    stops them from starting as a primary if standbys still follow them).
 
     Returns {"action": "promote" | "revoke" | "wait" | "refuse", "nodes", "seconds", "reason",
     "veto"}; veto: the wait is for a standby that still hears the old primary (it heard it
@@ -310,6 +313,12 @@ def promotion_gate(nodes, plan, fenced, revoked, now, total, lease):
     if too_few:
         return _gate("refuse", reason=too_few)
     if not unproven:
+        following = sorted(n for n, f in nodes.items() if f.get("reachable") and f.get("in_recovery")
+                           and n not in revoked) if set(unlocked) & set(plan["fence"]) else []
+        if following:
+            return _gate("revoke", nodes=following, reason="%s is powered off, with no lock: stop %s from following "
+                         "it first (its start guard finds no standby to confirm it when it is powered on)" % (
+                             ", ".join(sorted(set(unlocked) & set(plan["fence"]))), ", ".join(following)))
         return _gate("promote", reason="every node that may be a primary is fenced: %s"
                      % (", ".join(plan["fence"]) or "none"))
     if lease is None or not lease_enforced(total):
@@ -319,7 +328,12 @@ def promotion_gate(nodes, plan, fenced, revoked, now, total, lease):
                      and f.get("upstream") in unproven and n not in revoked
                      and (f.get("upstream_age") is None or f["upstream_age"] < hear_seconds(lease)))
     if hearing:
-        return _gate("wait", seconds=lease["guard_interval"], veto=True,
+        # Read again once the one that heard it last would have been silent for hear_seconds
+        # (ages grow by the clock while nothing arrives; an unknown age is read after a beat).
+        ages = [nodes[n].get("upstream_age") for n in hearing]
+        since = 0.0 if surveyed_at is None else max(0.0, now - surveyed_at)
+        seconds = lease["guard_interval"] if None in ages else max(0.05, hear_seconds(lease) - min(ages) - since + 0.05)
+        return _gate("wait", seconds=seconds, veto=True,
                      reason="%s still hear(s) %s: it is alive for them" % (", ".join(hearing), ", ".join(unproven)))
     revocable = sorted(n for n, f in nodes.items() if f.get("reachable") and f.get("in_recovery"))
     would_revoke = set(revoked) | set(revocable)

@@ -4,7 +4,7 @@ fence, a start guard that lets a primary start when no peer answers as primary, 
 from ansible_collections.pgha.cluster.plugins.module_utils import topology
 
 
-def failover_steps(failed, total, lease, max_seconds, sync_required=0, sync_names=(), force=False):
+def failover_steps(failed, total, lease, max_seconds, sync_required=0, sync_names=(), force=False, fence_device=False):
     facts = yield ("survey",)
     try:
         plan = topology.plan_failover(facts, failed_node=failed)

@@ -25,6 +25,7 @@ DETECT = 2.0          # pgpool: health check period + retries until it calls the
 LIVENESS = 60.0       # seconds after the last repair within which a primary must take writes
 HOOK_LIMIT = 30.0     # the hook's own bound
 SETTLE = 3.0          # seconds of a healthy cluster before the first event
+BOOT = 2.0            # power-on to the start guard's first look: the fastest machine, a container
 COSTS = {"survey": 0.3, "fence": 0.2, "revoke": 0.2, "promote": 0.3, "record": 0.05, "repoint": 0.2,
          "detach": 0.0, "checkpoint": 0.05}
 UNREACHABLE_COST = {"survey": 0.5, "fence": 1.0}
@@ -62,6 +63,7 @@ class Node:
         self.moved_aside = []
         self.start_retry_until = None
         self.network_at = 0.0
+        self.booted_at = 0.0
 
     def clock(self, t):
         return t * self.rate
@@ -140,8 +142,11 @@ class World:
         node = self.nodes[name]
         if not node.powered:
             node.powered = True
-            # systemd starts PostgreSQL before the network is up (issue 16: no peer answered).
-            node.network_at = self.t + self.rng.choice([0.0, 0.0, 1.0, 2.5])
+            # A machine boots before PostgreSQL may start (a power fence's node powered on at once
+            # is not back before the standbys were revoked); systemd starts PostgreSQL before the
+            # network is up (issue 16: no peer answered).
+            node.booted_at = self.t + BOOT
+            node.network_at = node.booted_at + self.rng.choice([0.0, 0.0, 1.0, 2.5])
             self.booting += 1
             self.request_start(name)
 
@@ -198,6 +203,8 @@ class World:
 
     def try_start(self, name):
         node = self.nodes[name]
+        if self.t < node.booted_at:
+            return      # still booting: the start guard runs later (retry_starts)
         local = {"name": name, "standby_signal": not node.primary, "fence_lock": node.fence_lock and "fenced",
                  "crashed": node.in_production, "timeline": node.timeline,
                  "fenced_peers": safety.fenced_peers(node.fenced_record, node.timeline, name)}
@@ -348,7 +355,8 @@ class World:
         self.log("pgpool on %s: backend %s failed, calling the hook" % (leader, failed))
         sync_names = self.nodes[failed].sync_configured or tuple(n for n in self.names if n != failed and self.sync)
         steps = self.policy.failover_steps(failed, len(self.names), self.lease, HOOK_LIMIT,
-                                             sync_required=1 if self.sync else 0, sync_names=sync_names)
+                                             sync_required=1 if self.sync else 0, sync_names=sync_names,
+                                             fence_device=self.power_fence)
         self.hook = {"leader": leader, "steps": steps, "wake": self.t, "result": None, "started": True}
 
     def run_hook(self):
@@ -384,9 +392,11 @@ class World:
             return None, request[1]
         cost = COSTS[kind]
         if kind == "survey":
-            facts = dict((n, self.survey_facts(leader, n)) for n in self.names)
+            standing = request[1] if len(request) > 1 else []
+            facts = dict((n, self.hook["seen"][n] if n in standing else self.survey_facts(leader, n))
+                         for n in self.names)
+            slow = any(not f["reachable"] for n, f in facts.items() if n not in standing)
             self.hook["seen"] = facts
-            slow = any(not f["reachable"] for f in facts.values())
             return facts, cost + (UNREACHABLE_COST["survey"] if slow else 0.0)
         if kind == "fence":
             done = dict((n, self.fence(leader, n)) for n in request[1])
@@ -416,7 +426,8 @@ class World:
     def survey_facts(self, src, name):
         node = self.nodes[name]
         if not self.pg_answers(src, name):
-            return {"reachable": False, "in_recovery": None}
+            # A host that runs and is linked refuses the port; one off or cut away is silent.
+            return {"reachable": False, "in_recovery": None, "host_answers": node.powered and self.link(src, name)}
         facts = {"reachable": True, "in_recovery": not node.primary, "timeline": node.timeline,
                  "received_lsn_bytes": len(node.wal), "system_identifier": "1",
                  "upstream": node.follows if node.receiver_up else None,

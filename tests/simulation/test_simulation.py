@@ -18,6 +18,14 @@ KEEPER_SCHEDULES = int(os.environ.get("PGHA_SIM_KEEPER_SCHEDULES", "5000"))
 REGRESSIONS = {
     1: "liveness judged while only one server could run (fenced primaries, lagging standby)",
     3: "old code: promotion with the acknowledging standby gone lost sync commits",
+    33496: "a primary powered off by the fence command (no lock) counted as fenced for good by the new one; "
+           "powered on, a standby not yet repointed confirmed it: two primaries",
+    51932: "the same, the old primary powered on during the failover while the new one was cut from its peers",
+    121009: "the candidate, the one standby with the acknowledged commits, lost during the lease wait: the "
+            "next one was promoted without the quorum rule being applied again",
+    139545: "the same in another schedule (5 nodes)",
+    268901: "a node powered off by the fence command, powered on and started at once, before the standbys were "
+            "revoked (a machine boots first: the simulator's BOOT)",
 }
 
 

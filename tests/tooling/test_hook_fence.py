@@ -147,17 +147,32 @@ def test_the_detach_starts_the_fence_retries_and_never_forks_beside_a_running_fe
     assert started == [("fence", "a", "pgha failover")]
 
 
-def test_the_detach_forks_and_lets_pgpool_go_on_when_nothing_else_runs(hook, monkeypatch, executor):
-    executor, started = executor
-    monkeypatch.setattr(hook.os, "fork", lambda: 1234)    # the parent's side of the fork
+@pytest.fixture()
+def parent_side(hook, monkeypatch):
+    """os.fork returns in the parent, whose os._exit ends the test's call."""
+    monkeypatch.setattr(hook.os, "fork", lambda: 1234)
 
     def parent_exits(code):
         raise SystemExit(code)
 
     monkeypatch.setattr(hook.os, "_exit", parent_exits)
+
+
+@pytest.mark.usefixtures("parent_side")
+def test_the_detach_forks_and_lets_pgpool_go_on_when_nothing_else_runs(executor):
+    executor, started = executor
     with pytest.raises(SystemExit):
         executor.do_detach("b")
     assert started == [("fence", "a", "pgha failover")]   # started before the parent left
+
+
+@pytest.mark.usefixtures("parent_side")
+def test_a_node_the_fence_command_powered_off_gets_its_lock_in_the_background_once_it_is_back(executor):
+    executor, started = executor
+    executor.unverified, executor.powered_off = set(), {"a"}
+    with pytest.raises(SystemExit):
+        executor.do_detach("b")
+    assert started == [("fence", "a", "pgha failover")]
 
 
 @pytest.mark.parametrize("standby_from, fenced", [(None, True), (0, False), (2, False)])

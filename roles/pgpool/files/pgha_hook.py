@@ -323,11 +323,12 @@ class Executor:
     def do_sleep(self, seconds):
         time.sleep(seconds)
 
-    def do_survey(self):
+    def do_survey(self, standing):
         # A node the fence_command powered off does not come back within this failover.
-        off = dict((n, self.pg_facts.unreachable_facts("powered off by the fence_command", False))
-                   for n in self.powered_off)
-        self.facts = self.safety.annotate(survey(self.config, self.pg_facts, off),
+        known = dict((n, self.pg_facts.unreachable_facts("powered off by the fence_command", False))
+                     for n in self.powered_off)
+        known.update((n, self.facts[n]) for n in standing if n in self.facts and n not in known)
+        self.facts = self.safety.annotate(survey(self.config, self.pg_facts, known),
                                           dict((n["address"], n["name"]) for n in self.config["nodes"]))
         return self.facts
 
@@ -347,11 +348,12 @@ class Executor:
         return promote(self.config, self.postgres, self.named[name])
 
     def do_detach(self, name):
-        """The candidate is promoted. An old primary that did not answer may come back: keep
-        trying to fence it (in the background). pgpool waits for this process before it looks
+        """The candidate is promoted. An old primary that did not answer, or that the
+        fence_command powered off, may come back: keep trying to fence it (in the background). pgpool waits for this process before it looks
         for the new primary: let it go on and finish the remaining steps in a child, which
         keeps the failover lock until it is done, at most DETACHED_SECONDS."""
-        for node in sorted(self.unverified):
+        # One the fence_command powered off has no lock: it gets one once it is back.
+        for node in sorted(self.unverified | self.powered_off):
             start_background("fence", node, "pgha failover")
         if not self.detach:
             return
@@ -437,8 +439,8 @@ def run_failover(config, failed, candidate=None, force=False, detach=False):
     sync_names = config.get("sync_names") or []
     steps = failover_flow.failover_steps(failed, len(config["nodes"]), config["lease"], config.get("hook_seconds", 40),
                                          sync_required=config.get("sync_required", 0),
-                                         sync_names=sync_names, force=force,
-                                         candidate=candidate)
+                                         sync_names=sync_names, force=force, candidate=candidate,
+                                         fence_device=bool(config.get("fence_command")))
     executor = Executor(config, started, detach)
     result = failover_flow.drive(steps, executor)
     log("failover of %s: %s: %s (%.3f s)"

@@ -11,14 +11,17 @@ def standby(lsn, upstream=None):
 
 
 DOWN = {"reachable": False, "in_recovery": None}
+SILENT = dict(DOWN, host_answers=False)     # powered off or cut away: the TCP probe timed out
 
 
 class Executor:
     def __init__(self, facts, fence=None, revoke=True):
         self.facts, self.fence, self.revoke, self.clock, self.requests = facts, fence or {}, revoke, 0.0, []
+        self.calls = []
 
     def __call__(self, request):
         self.requests.append(request[0])
+        self.calls.append(request)
         kind = request[0]
         if kind == "record":
             self.recorded = request[1:]
@@ -63,6 +66,64 @@ def test_unreachable_primary_waits_out_the_lease():
     assert result["result"] == "promoted" and result["revoked"] == ["b", "c"]
     assert executor.recorded == ("c", [])   # a lease ran out: nothing proven fenced for good
     assert executor.clock >= safety.revocation_wait(safety.DEFAULT_LEASE)
+
+
+def test_a_silent_old_primary_gets_its_fence_attempt_while_its_lease_runs_out():
+    """No fence device: ssh to a host that did not answer the probe tells only after its
+    timeout, so the standbys are revoked first; the surveys after the revocation do not
+    wait for the silent host again."""
+    executor = Executor({"a": SILENT, "b": standby(10), "c": standby(20)})
+    result = run(executor)
+    assert result["result"] == "promoted" and result["revoked"] == ["b", "c"]
+    steps = [r for r in executor.calls if r[0] not in ("now", "log")]
+    assert [r[0] for r in steps[:4]] == ["survey", "revoke", "fence", "survey"]
+    assert steps[2] == ("fence", ["a"]) and steps[3] == ("survey", ["a"])
+    assert all(r == ("survey", ["a"]) for r in steps[3:] if r[0] == "survey")
+    assert executor.clock >= safety.revocation_wait(safety.DEFAULT_LEASE)
+
+
+def test_a_silent_old_primary_fenced_while_its_lease_runs_out_is_promoted_over_at_once():
+    executor = Executor({"a": SILENT, "b": standby(10), "c": standby(20)}, fence={"a": {"kind": "primary", "timeline": 1}})
+    result = run(executor)
+    assert result["result"] == "promoted" and result["fenced"] == ["a"] and "sleep" not in executor.requests
+
+
+def test_with_a_fence_device_a_silent_host_is_fenced_first_and_its_standbys_revoked_without_a_wait():
+    """Powered off, the old primary has no lock: the standbys stop following it before the
+    promotion (powered on, its start guard finds none to confirm it), and the new primary
+    does not count it as fenced for good."""
+    fence = {"a": {"kind": "primary", "timeline": None, "powered_off": True}}
+    executor = Executor({"a": SILENT, "b": standby(10), "c": standby(20)}, fence=fence)
+    result = run(executor, fence_device=True)
+    assert result["result"] == "promoted" and result["revoked"] == ["b", "c"] and "sleep" not in executor.requests
+    steps = [r[0] for r in executor.calls if r[0] not in ("now", "log")]
+    assert steps[:2] == ["survey", "fence"] and steps.index("revoke") < steps.index("promote")
+    assert executor.recorded == ("c", [])
+
+
+def test_a_forced_failover_still_tries_to_fence_a_silent_old_primary():
+    steps = failover_flow.failover_steps("a", 2, dict(safety.DEFAULT_LEASE), 30.0, force=True)
+    executor = Executor({"a": SILENT, "b": standby(10)})
+    result = failover_flow.drive(steps, executor)
+    assert result["result"] == "promoted"
+    assert ("fence", ["a"]) in executor.calls
+    assert executor.requests.index("fence") < executor.requests.index("promote")
+
+
+def test_the_quorum_rule_is_applied_again_when_the_candidate_is_lost_during_the_lease_wait():
+    """c, the most advanced standby, may hold the only copy of acknowledged commits: once it
+    is gone, b is no longer a safe candidate, and the revoked standbys are given back."""
+    class LosesC(Executor):
+        def __call__(self, request):
+            if request[0] == "sleep":
+                self.facts = dict(self.facts, c=SILENT)
+            return Executor.__call__(self, request)
+
+    executor = LosesC({"a": SILENT, "b": standby(10), "c": standby(20)})
+    result = run(executor, sync_required=1, sync_names=("b", "c"))
+    assert result["result"] == "refused" and result["stage"] == "quorum", result
+    assert "promote" not in executor.requests
+    assert executor.calls[-1] == ("repoint", ["b", "c"], "a")
 
 
 def test_a_standby_that_still_hears_the_primary_ends_in_a_refusal_and_changes_nothing():

@@ -232,6 +232,17 @@ def test_gate_promotes_at_once_when_every_possible_primary_is_fenced():
     assert gate({"a": DOWN, "b": standby(), "c": standby()}, fenced=["a"])["action"] == "promote"
 
 
+def test_gate_revokes_the_standbys_of_a_powered_off_primary_then_promotes_without_a_wait():
+    """The fence command left no lock: powered on, the old primary would start if a standby
+    still followed it (before the repoint, or if the failover side dies first)."""
+    nodes = {"a": DOWN, "b": standby(), "c": standby()}
+    first = safety.promotion_gate(nodes, PLAN, {"a"}, {}, 100.0, 3, LEASE, unlocked=["a"])
+    assert first["action"] == "revoke" and first["nodes"] == ["b", "c"] and "no lock" in first["reason"]
+    then = safety.promotion_gate(nodes, PLAN, {"a"}, {"b": 100.0, "c": 100.0}, 100.0, 3, LEASE, unlocked=["a"])
+    assert then["action"] == "promote"
+    assert safety.promotion_gate(nodes, PLAN, {"a"}, {}, 100.0, 3, LEASE)["action"] == "promote"   # locked
+
+
 def test_gate_refuses_a_promotion_no_majority_could_confirm():
     result = gate({"a": DOWN, "b": standby(), "c": DOWN}, fenced=["a"])
     assert result["action"] == "refuse" and "needs a majority" in result["reason"]
@@ -250,6 +261,19 @@ def test_gate_waits_while_a_standby_still_hears_the_old_primary(age, action):
     result = gate({"a": DOWN, "b": standby("a", age), "c": standby()})
     assert result["action"] == action and result["veto"] == (action == "wait"), result
     assert safety.hear_seconds(LEASE) == 2.5
+
+
+@pytest.mark.parametrize("ages, surveyed_at, seconds", [
+    ((0.5,), None, 2.05),           # read again once the last one to hear it was silent for 2.5 s
+    ((0.5, 1.5), None, 2.05),       # the one that heard it last decides
+    ((2.4,), 99.5, 0.05),           # the survey began 0.5 s before the gate: its ages are older by now
+    ((0.5, None), 99.5, 0.5),       # an unknown age: a beat
+])
+def test_gate_reads_a_hearing_standby_again_once_it_would_have_lost_the_primary(ages, surveyed_at, seconds):
+    nodes = dict([("a", DOWN)] + [("s%d" % i, standby("a", age)) for i, age in enumerate(ages)])
+    plan = dict(PLAN, follow=sorted(n for n in nodes if n not in ("a", "b")))
+    result = safety.promotion_gate(dict(nodes, b=standby()), plan, set(), {}, 100.0, 3, LEASE, surveyed_at)
+    assert result["action"] == "wait" and result["veto"] and result["seconds"] == pytest.approx(seconds), result
 
 
 def test_gate_in_five_nodes_proceeds_with_two_unreachable_and_refuses_with_three():
@@ -507,3 +531,14 @@ def test_fence_plan_uses_the_link_only_for_a_host_that_answers_and_powers_off_a_
         facts, has_command, plan):
     from ansible_collections.pgha.cluster.plugins.module_utils import fencing
     assert fencing.fence_plan(facts, has_command) == plan
+
+
+@pytest.mark.parametrize("facts, silent", [
+    ({"reachable": False, "host_answers": False}, True),     # powered off, cut away: the probe timed out
+    ({"reachable": False, "host_answers": True}, False),     # refused: the host runs (kill -9, a stop)
+    ({"reachable": False, "host_answers": None}, False),     # not known: fenced first, as before
+    ({"reachable": True, "host_answers": False}, False),
+])
+def test_a_host_is_silent_only_when_its_probe_timed_out(facts, silent):
+    from ansible_collections.pgha.cluster.plugins.module_utils import fencing
+    assert fencing.silent(facts) is silent
