@@ -14,10 +14,15 @@ Requests and what they return:
                                    timeline, received_lsn_bytes, upstream, upstream_age,
                                    ...); the nodes listed are not read again: their facts
                                    of the last survey stand
-  ("fence", [nodes])            -> {name: {"kind": "primary" | "standby", "timeline"}} of
-                                   the nodes proven unable to take writes (a primary: lock
-                                   written, postmaster gone; a standby: told to follow
-                                   nobody, like "revoke"); timeline from pg_controldata
+  ("fence", [nodes], wait)      -> {name: {"kind": "primary" | "standby", "timeline",
+                                   "powered_off"}} of the nodes proven unable to take writes
+                                   (a primary: lock written, postmaster gone, or powered off
+                                   by the fence command; a standby: told to follow nobody,
+                                   like "revoke"); timeline from pg_controldata. Attempts
+                                   run in the background: wait true starts one for each node
+                                   with none running and returns once they ended; false
+                                   starts one only for a node never tried and returns at
+                                   once, with those verified so far
   ("revoke", [nodes])           -> names whose WAL receiver is verifiably gone
   ("sleep", seconds)            -> None
   ("promote", node)             -> True when it is a primary now
@@ -62,27 +67,32 @@ def failover_steps(failed, total, lease, max_seconds, sync_required=0, sync_name
     refusal = None if force else _refusal_before_fence(facts, plan, total, lease, sync_required, sync_names)
     if refusal:
         return refusal
-    fenced, tried = {}, set(fence_first(facts, plan["fence"], fence_device))
-    if tried:
-        fenced = dict((yield ("fence", sorted(tried))) or {})
-        # The fence may have stopped a node that had come back: decide again on fresh facts.
-        facts, surveyed_at = yield from _survey([])
+    first = fence_first(facts, plan["fence"], fence_device)
+    fenced = dict((yield ("fence", first, True)) or {}) if first else {}
+    if first:
+        # The fence may have stopped a node that had come back: decide again on fresh facts
+        # (a node just powered off is not probed again).
+        facts, surveyed_at = yield from _survey(_unlocked(fenced))
         try:
             plan = topology.plan_failover(facts, failed_node=failed, candidate=candidate, force=force)
         except topology.Refusal as exc:
-            return (yield from _undo(_standbys(fenced), failed, _refused("plan", str(exc))))
+            return (yield from _undo((), fenced, failed, _refused("plan", str(exc))))
         if plan["action"] == "none":
-            return (yield from _undo(_standbys(fenced), failed, {"result": "none", "reason": plan["reason"]}))
+            return (yield from _undo((), fenced, failed, {"result": "none", "reason": plan["reason"]}))
     refusal = _quorum_refusal(facts, fenced, plan, failed, sync_required, sync_names)
     if refusal and not force:
-        return _refused("quorum", refusal)
+        return (yield from _undo((), fenced, failed, _refused("quorum", refusal)))
     if refusal:
         yield ("log", "forced by the operator: %s" % refusal)
     revoked = {}
     while True:
+        # A silent host's ssh attempt (it tells only after its timeout) runs beside these
+        # steps: started here, its result taken once it is there.
+        if _unfenced(plan, fenced):
+            fenced.update((yield ("fence", _unfenced(plan, fenced), False)) or {})
         now = yield ("now",)
         gate = safety.promotion_gate(facts, plan, fenced, revoked, now, total, lease, surveyed_at,
-                                     unlocked=sorted(set(fenced) - set(_locked(fenced)) - _standbys(fenced)))
+                                     unlocked=_unlocked(fenced))
         if gate["action"] == "promote":
             break
         limit = lease["receiver_timeout"] + 1.5 if gate.get("veto") else max_seconds
@@ -92,42 +102,51 @@ def failover_steps(failed, total, lease, max_seconds, sync_required=0, sync_name
             gate = dict(gate, reason="forced by the operator although: %s" % gate["reason"])
             break
         if gate["action"] == "refuse":
-            return (yield from _undo(set(revoked) | _standbys(fenced), failed, _refused("gate", gate["reason"])))
+            # Not before the fence attempts ended: one may have fenced the node after all.
+            late = ((yield ("fence", _unfenced(plan, fenced), True)) or {}) if _unfenced(plan, fenced) else {}
+            if late:
+                fenced.update(late)
+                continue
+            return (yield from _undo(revoked, fenced, failed, _refused("gate", gate["reason"])))
         yield ("log", gate["reason"])
         if gate["action"] == "revoke":
             done = (yield ("revoke", gate["nodes"])) or ()
-            if set(gate["nodes"]) - set(done):
-                return (yield from _undo(revoked, failed, _refused("gate", "could not stop %s from following %s" % (
-                    ", ".join(sorted(set(gate["nodes"]) - set(done))), failed))))
             at = yield ("now",)
             revoked.update((n, at) for n in done)
-            # A silent host's fence attempt (ssh's timeout) runs while its lease runs out.
-            untried = _untried(plan, fenced, tried)
-            if untried:
-                tried |= set(untried)
-                fenced.update((yield ("fence", untried)) or {})
+            left = sorted(set(gate["nodes"]) - set(done))
+            if left and not force:
+                return (yield from _undo(revoked, fenced, failed, _refused(
+                    "gate", "could not stop %s from following %s" % (", ".join(left), failed))))
+            if left:
+                gate = dict(gate, reason="forced by the operator although %s could not be stopped from following %s"
+                            % (", ".join(left), failed))
+                break
         else:
             yield ("sleep", gate["seconds"])
-        # Once standbys are revoked, a node silent in the last survey is not waited for again: it
-        # cannot keep a lease any more, and whether it came back changes no decision.
-        facts, surveyed_at = yield from _survey(_silent(facts) if revoked else [])
+        facts, surveyed_at = yield from _survey(_standing(facts, fenced, revoked))
+        back = [n for n in _unlocked(fenced) if not fencing.silent(facts.get(n) or {})]
+        if back:
+            # Powered on again (or never off): its power-off proves nothing any more; its host
+            # answers, so a fence over ssh may lock it.
+            yield ("log", "%s answer(s) again after the power-off: fenced anew" % ", ".join(back))
+            for node in back:
+                del fenced[node]
+            fenced.update((yield ("fence", back, True)) or {})
         try:
             plan = topology.plan_failover(facts, failed_node=failed, candidate=candidate, force=force)
         except topology.Refusal as exc:
-            return (yield from _undo(revoked, failed, _refused("plan", str(exc))))
+            return (yield from _undo(revoked, fenced, failed, _refused("plan", str(exc))))
         if plan["action"] == "none":
-            return (yield from _undo(revoked, failed, {"result": "none", "reason": plan["reason"]}))
+            return (yield from _undo(revoked, fenced, failed, {"result": "none", "reason": plan["reason"]}))
         # A synchronous standby lost meanwhile (the candidate itself, maybe) may hold commits
         # the new candidate lacks.
         refusal = None if force else _quorum_refusal(facts, fenced, plan, failed, sync_required, sync_names)
         if refusal:
-            return (yield from _undo(set(revoked) | _standbys(fenced), failed, _refused("quorum", refusal)))
+            return (yield from _undo(revoked, fenced, failed, _refused("quorum", refusal)))
     yield ("log", gate["reason"])
-    untried = _untried(plan, fenced, tried)
-    if untried:     # forced before a revocation: the old primary still gets its fence attempt
-        fenced.update((yield ("fence", untried)) or {})
     if not (yield ("promote", plan["candidate"])):
-        return (yield from _undo(revoked, failed, _refused("promote", "%s could not be promoted" % plan["candidate"])))
+        return (yield from _undo(revoked, fenced, failed, _refused("promote", "%s could not be promoted"
+                                                                   % plan["candidate"])))
     yield ("detach", plan["candidate"])
     # The record first (milliseconds): until it lands the new primary's guard counts on live
     # standbys only, and a repoint may wait seconds for a slow one. Then the standbys: in
@@ -171,19 +190,30 @@ def _survey(standing):
 
 
 def fence_first(facts, nodes, fence_device):
-    """The nodes to fence before anything else: all of them with a fence device; without
-    one, those whose host answers (a fence over ssh takes milliseconds there). A silent host
-    (powered off, cut away) could tell only after ssh's timeout: its attempt waits for the
-    revocations, and runs while the lease runs out."""
+    """The nodes fenced before anything else, waited for: all of them with a fence device;
+    without one, those whose host answers (a fence over ssh takes milliseconds there). A
+    silent host (powered off, cut away) could tell only after ssh's timeout: its attempt runs
+    beside the gate's steps."""
     return sorted(n for n in nodes if fence_device or not fencing.silent(facts.get(n) or {}))
 
 
-def _untried(plan, fenced, tried):
-    return sorted(n for n in plan["fence"] if n not in fenced and n not in tried)
+def _unfenced(plan, fenced):
+    return sorted(n for n in plan["fence"] if n not in fenced)
 
 
-def _silent(facts):
-    return sorted(n for n, f in facts.items() if fencing.silent(f))
+def _unlocked(fenced):
+    """Nodes the fence command powered off: no lock on them."""
+    return sorted(n for n, result in fenced.items() if result.get("powered_off"))
+
+
+def _standing(facts, fenced, revoked):
+    """Nodes the next survey does not read again. Before any revocation: those just powered
+    off (the fence command's probe saw them off); after it, silent nodes, which can keep no
+    lease any more, except those powered off without a lock: read again, they must still be
+    off (one powered on before the revocation could have started as a primary)."""
+    if not revoked:
+        return _unlocked(fenced)
+    return sorted(n for n, f in facts.items() if fencing.silent(f) and n not in _unlocked(fenced))
 
 
 def _locked(fenced):
@@ -234,10 +264,12 @@ def _refused(stage, reason):
     return {"result": "refused", "stage": stage, "reason": reason}
 
 
-def _undo(revoked, primary, result):
-    """A refused failover gives the standbys it revoked back to the primary they followed."""
-    if revoked and primary:
-        yield ("repoint", sorted(revoked), primary)
+def _undo(revoked, fenced, primary, result):
+    """A refused failover gives the standbys it revoked (or fenced as standbys) back to the
+    primary they followed."""
+    given_back = sorted(set(revoked) | _standbys(fenced))
+    if given_back and primary:
+        yield ("repoint", given_back, primary)
     return result
 
 

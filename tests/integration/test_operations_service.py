@@ -65,3 +65,13 @@ def test_stop_then_start_keeps_the_primary(lab, ansible, healthy_cluster):
     assert survey_node(params(lab, lab["vip"], port=9999), local=False)["reachable"], "no session through the VIP"
     report("chaos.txt", "stop.yml %.1f s, start.yml %.1f s (primary %s kept; start refused while it was fenced)"
            % (stop_seconds, start_seconds, primary))
+
+
+def test_a_node_guard_stopped_by_hand_comes_back_while_postgresql_runs(lab, healthy_cluster):
+    """The failover side's lease wait counts on a cut-off primary's guard to stop it: a guard
+    an operator stopped would leave that primary writable beside the new one."""
+    primary = healthy_cluster
+    stopped = lab_exec(primary, "systemctl stop pgha-guard")
+    assert stopped.returncode == 0, stopped.stderr
+    assert wait_for(lambda: lab_exec(primary, "systemctl is-active pgha-guard").stdout.strip() == "active", 15), \
+        "the node guard stayed stopped beside a running PostgreSQL"

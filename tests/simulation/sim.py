@@ -399,9 +399,7 @@ class World:
             self.hook["seen"] = facts
             return facts, cost + (UNREACHABLE_COST["survey"] if slow else 0.0)
         if kind == "fence":
-            done = dict((n, self.fence(leader, n)) for n in request[1])
-            done = dict((n, k) for n, k in done.items() if k)
-            return done, cost + (UNREACHABLE_COST["fence"] if len(done) < len(request[1]) else 0.0)
+            return self.fence_attempts(leader, request[1], request[2])
         if kind == "revoke":
             return [n for n in request[1] if self.revoke(leader, n)], cost
         if kind == "promote":
@@ -422,6 +420,17 @@ class World:
                     self.nodes[name].follows = request[2]
             return None, cost
         raise ValueError(request)
+
+    def fence_attempts(self, leader, names, wait):
+        """The hook's background fence attempts: each one's effect now, its result known
+        COSTS["fence"] later (plus ssh's timeout when it failed)."""
+        attempts = self.hook.setdefault("attempts", {})
+        for name in names:
+            if name not in attempts or (wait and attempts[name][0] <= self.t):
+                result = self.fence(leader, name)
+                attempts[name] = (self.t + COSTS["fence"] + (0.0 if result else UNREACHABLE_COST["fence"]), result)
+        cost = max([attempts[n][0] - self.t for n in names] + [0.0]) if wait else 0.0
+        return dict((n, attempts[n][1]) for n in names if attempts[n][0] <= self.t + cost and attempts[n][1]), cost
 
     def survey_facts(self, src, name):
         node = self.nodes[name]

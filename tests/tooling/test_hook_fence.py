@@ -4,6 +4,7 @@ nodes (roles/pgpool/files), loaded here from its file; ssh and the fence_command
 replaced by callables that record what was asked (the lab tests run the real ones)."""
 import importlib.util
 import threading
+import types
 
 import pytest
 
@@ -124,7 +125,7 @@ def executor(hook, monkeypatch):
     started = []
     monkeypatch.setattr(hook, "start_background", lambda *args: started.append(args))
     executor = hook.Executor({"nodes": [NODE, dict(NODE, name="b", address="10.0.0.2")]}, 0.0, detach=True)
-    executor.unverified = {"a"}
+    executor.attempts = {"a": types.SimpleNamespace(result=None, is_alive=lambda: False)}   # failed
     return executor, started
 
 
@@ -169,7 +170,7 @@ def test_the_detach_forks_and_lets_pgpool_go_on_when_nothing_else_runs(executor)
 @pytest.mark.usefixtures("parent_side")
 def test_a_node_the_fence_command_powered_off_gets_its_lock_in_the_background_once_it_is_back(executor):
     executor, started = executor
-    executor.unverified, executor.powered_off = set(), {"a"}
+    executor.attempts, executor.powered_off = {}, {"a"}
     with pytest.raises(SystemExit):
         executor.do_detach("b")
     assert started == [("fence", "a", "pgha failover")]
@@ -197,3 +198,35 @@ def test_the_fence_retry_stops_once_the_node_streams_as_a_standby(hook, monkeypa
     assert hook.fence_until_done(config, {"node": "a", "reason": "test"}) == 0
     assert ("fence" in attempts and attempts[-1] == "record") == fenced, attempts
     assert fenced or attempts[-1] == "survey"
+
+
+def test_fence_attempts_run_in_the_background_once_unless_waited_for(hook, monkeypatch):
+    """("fence", names, False) starts an attempt for a node never tried and returns at once;
+    True starts one for each node with none running and waits for them."""
+    calls, entered, release = [], threading.Event(), threading.Event()
+
+    def fence_node(config, node, reason, plan):
+        calls.append(node["name"])
+        entered.set()
+        release.wait(10)
+        return {"kind": "primary", "timeline": 1} if len(calls) > 1 else None
+
+    monkeypatch.setattr(hook, "fence_node", fence_node)
+    executor = hook.Executor({"nodes": [NODE]}, 0.0)
+    assert executor.do_fence(["a"], False) == {}            # running: nothing verified yet
+    assert entered.wait(5)
+    assert executor.do_fence(["a"], False) == {} and calls == ["a"]
+    release.set()
+    executor.attempts["a"].join(5)
+    assert executor.do_fence(["a"], False) == {} and calls == ["a"]      # failed: not tried again unasked
+    assert executor.do_fence(["a"], True) == {"a": {"kind": "primary", "timeline": 1}} and calls == ["a", "a"]
+
+
+def test_a_survey_reads_every_node_but_those_whose_facts_stand(hook, monkeypatch):
+    seen = []
+    monkeypatch.setattr(hook, "survey", lambda config, pg_facts, known: seen.append(dict(known)) or dict(
+        known, b={"reachable": True}))
+    executor = hook.Executor({"nodes": [NODE, dict(NODE, name="b", address="10.0.0.2")]}, 0.0)
+    executor.facts = {"a": {"reachable": False, "host_answers": False}, "b": {"reachable": True}}
+    executor.do_survey(["a"])
+    assert seen == [{"a": {"reachable": False, "host_answers": False}}]

@@ -159,20 +159,22 @@ def first_verified(attempts, timeout):
     return None
 
 
-def fence_all(config, names, reason, facts):
-    """Fence nodes in parallel: {name: verified result} (a fence_command success counts).
-    facts: the survey's, which tell whose host answers."""
-    from ansible_collections.pgha.cluster.plugins.module_utils import fencing
-    named, results = by_name(config), {}
+class FenceAttempt(threading.Thread):
+    """One node's fence, in the background, as fencing.fence_plan says from the survey's
+    facts of it; result: the verified fence (a fence_command success counts) or None."""
 
-    def fence(name):
-        plan = fencing.fence_plan(facts.get(name) or {}, bool(config.get("fence_command")))
-        result = fence_node(config, named[name], reason, plan)
-        if result:
-            results[name] = result
+    def __init__(self, config, node, facts):
+        super().__init__(daemon=True)
+        self.config, self.node, self.facts, self.result = config, node, facts, None
+        self.start()
 
-    in_parallel([threading.Thread(target=fence, args=(n,)) for n in names], 40)
-    return results
+    def run(self):
+        from ansible_collections.pgha.cluster.plugins.module_utils import fencing
+        plan = fencing.fence_plan(self.facts, bool(self.config.get("fence_command")))
+        try:
+            self.result = fence_node(self.config, self.node, "pgha failover", plan)
+        except Exception as exc:  # reported, and it counts as not verified
+            log("fence of %s failed: %s: %s" % (self.node["name"], type(exc).__name__, exc), syslog.LOG_ERR)
 
 
 def in_parallel(threads, timeout):
@@ -293,7 +295,7 @@ class Executor:
         from ansible_collections.pgha.cluster.plugins.module_utils import pg_facts, postgres, safety
         self.config, self.pg_facts, self.postgres, self.safety = config, pg_facts, postgres, safety
         self.named, self.started, self.detach = by_name(config), started, detach
-        self.unverified = set()  # fences that did not reach their node
+        self.attempts = {}  # name: its last FenceAttempt
         self.facts = {}  # the last survey's
         self.powered_off = set()
 
@@ -324,18 +326,23 @@ class Executor:
         time.sleep(seconds)
 
     def do_survey(self, standing):
-        # A node the fence_command powered off does not come back within this failover.
-        known = dict((n, self.pg_facts.unreachable_facts("powered off by the fence_command", False))
-                     for n in self.powered_off)
-        known.update((n, self.facts[n]) for n in standing if n in self.facts and n not in known)
+        known = dict((n, self.facts[n]) for n in standing if n in self.facts)
         self.facts = self.safety.annotate(survey(self.config, self.pg_facts, known),
                                           dict((n["address"], n["name"]) for n in self.config["nodes"]))
         return self.facts
 
-    def do_fence(self, names):
-        results = fence_all(self.config, names, "pgha failover", self.facts)
+    def do_fence(self, names, wait):
+        for name in names:
+            attempt = self.attempts.get(name)
+            if attempt is None or (wait and not attempt.is_alive()):
+                self.attempts[name] = FenceAttempt(self.config, self.named[name], self.facts.get(name) or {})
+        if wait:
+            deadline = time.monotonic() + 40
+            for name in names:
+                self.attempts[name].join(max(0.0, deadline - time.monotonic()))
+        results = dict((n, self.attempts[n].result) for n in names
+                       if not self.attempts[n].is_alive() and self.attempts[n].result)
         self.powered_off |= set(n for n, result in results.items() if result.get("powered_off"))
-        self.unverified |= set(names) - set(results)
         return results
 
     def do_revoke(self, names):
@@ -353,7 +360,8 @@ class Executor:
         for the new primary: let it go on and finish the remaining steps in a child, which
         keeps the failover lock until it is done, at most DETACHED_SECONDS."""
         # One the fence_command powered off has no lock: it gets one once it is back.
-        for node in sorted(self.unverified | self.powered_off):
+        unverified = set(n for n, attempt in self.attempts.items() if not attempt.result)
+        for node in sorted(unverified | self.powered_off):
             start_background("fence", node, "pgha failover")
         if not self.detach:
             return

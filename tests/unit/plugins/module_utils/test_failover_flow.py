@@ -15,9 +15,11 @@ SILENT = dict(DOWN, host_answers=False)     # powered off or cut away: the TCP p
 
 
 class Executor:
-    def __init__(self, facts, fence=None, revoke=True):
+    """fence: {name: verified result} an attempt gives; slow: attempts that end only when
+    waited for; revoke: True (all), False (none) or the names it stops."""
+    def __init__(self, facts, fence=None, revoke=True, slow=False):
         self.facts, self.fence, self.revoke, self.clock, self.requests = facts, fence or {}, revoke, 0.0, []
-        self.calls = []
+        self.calls, self.slow = [], slow
 
     def __call__(self, request):
         self.requests.append(request[0])
@@ -32,9 +34,9 @@ class Executor:
         if kind == "survey":
             return self.facts
         if kind == "fence":
-            return dict((n, self.fence[n]) for n in request[1] if n in self.fence)
+            return dict((n, self.fence[n]) for n in request[1] if n in self.fence and (request[2] or not self.slow))
         if kind == "revoke":
-            return request[1] if self.revoke else []
+            return request[1] if self.revoke is True else [n for n in request[1] if n in (self.revoke or ())]
         if kind == "promote":
             return True
         return None
@@ -68,16 +70,20 @@ def test_unreachable_primary_waits_out_the_lease():
     assert executor.clock >= safety.revocation_wait(safety.DEFAULT_LEASE)
 
 
-def test_a_silent_old_primary_gets_its_fence_attempt_while_its_lease_runs_out():
+def steps_of(executor):
+    return [r for r in executor.calls if r[0] not in ("now", "log")]
+
+
+def test_a_silent_old_primary_gets_its_fence_attempt_beside_the_lease_wait():
     """No fence device: ssh to a host that did not answer the probe tells only after its
-    timeout, so the standbys are revoked first; the surveys after the revocation do not
-    wait for the silent host again."""
+    timeout: its attempt starts and is not waited for, the standbys are revoked meanwhile;
+    the surveys after the revocation do not wait for the silent host again."""
     executor = Executor({"a": SILENT, "b": standby(10), "c": standby(20)})
     result = run(executor)
     assert result["result"] == "promoted" and result["revoked"] == ["b", "c"]
-    steps = [r for r in executor.calls if r[0] not in ("now", "log")]
-    assert [r[0] for r in steps[:4]] == ["survey", "revoke", "fence", "survey"]
-    assert steps[2] == ("fence", ["a"]) and steps[3] == ("survey", ["a"])
+    steps = steps_of(executor)
+    assert steps[:3] == [("survey", []), ("fence", ["a"], False), ("revoke", ["b", "c"])], steps
+    assert not [r for r in steps if r[0] == "fence" and r[2]], "a silent host's fence was waited for"
     assert all(r == ("survey", ["a"]) for r in steps[3:] if r[0] == "survey")
     assert executor.clock >= safety.revocation_wait(safety.DEFAULT_LEASE)
 
@@ -88,17 +94,49 @@ def test_a_silent_old_primary_fenced_while_its_lease_runs_out_is_promoted_over_a
     assert result["result"] == "promoted" and result["fenced"] == ["a"] and "sleep" not in executor.requests
 
 
+POWERED_OFF = {"kind": "primary", "timeline": None, "powered_off": True}
+
+
 def test_with_a_fence_device_a_silent_host_is_fenced_first_and_its_standbys_revoked_without_a_wait():
     """Powered off, the old primary has no lock: the standbys stop following it before the
-    promotion (powered on, its start guard finds none to confirm it), and the new primary
-    does not count it as fenced for good."""
-    fence = {"a": {"kind": "primary", "timeline": None, "powered_off": True}}
-    executor = Executor({"a": SILENT, "b": standby(10), "c": standby(20)}, fence=fence)
+    promotion (powered on, its start guard finds none to confirm it), it is read again after
+    the revocation (still off), and the new primary does not count it as fenced for good."""
+    executor = Executor({"a": SILENT, "b": standby(10), "c": standby(20)}, fence={"a": POWERED_OFF})
     result = run(executor, fence_device=True)
     assert result["result"] == "promoted" and result["revoked"] == ["b", "c"] and "sleep" not in executor.requests
-    steps = [r[0] for r in executor.calls if r[0] not in ("now", "log")]
-    assert steps[:2] == ["survey", "fence"] and steps.index("revoke") < steps.index("promote")
+    steps = steps_of(executor)
+    assert steps[:4] == [("survey", []), ("fence", ["a"], True), ("survey", ["a"]), ("revoke", ["b", "c"])], steps
+    assert steps[4] == ("survey", []) and steps[5][0] == "promote", "not read again after the revocation"
     assert executor.recorded == ("c", [])
+
+
+class PoweredOnAfterTheFence(Executor):
+    """The node the fence command powered off answers again once the standbys are revoked;
+    a fence over ssh then gives `fence_anew`."""
+    def __init__(self, fence_anew):
+        Executor.__init__(self, {"a": SILENT, "b": standby(10), "c": standby(20)}, fence={"a": POWERED_OFF})
+        self.fence_anew = fence_anew
+
+    def __call__(self, request):
+        if request[0] == "revoke":
+            self.facts = dict(self.facts, a=dict(DOWN, host_answers=True))
+        if request[0] == "fence" and "revoke" in self.requests:
+            self.fence = self.fence_anew
+        return Executor.__call__(self, request)
+
+
+def test_a_powered_off_primary_that_answers_again_is_fenced_anew_before_the_promotion():
+    executor = PoweredOnAfterTheFence({"a": {"kind": "primary", "timeline": 1}})
+    result = run(executor, fence_device=True)
+    assert result["result"] == "promoted" and "sleep" not in executor.requests
+    assert executor.recorded == ("c", ["a"])      # locked now: fenced for good
+
+
+def test_a_powered_off_primary_that_answers_again_and_cannot_be_fenced_waits_out_its_lease():
+    executor = PoweredOnAfterTheFence({})
+    result = run(executor, fence_device=True)
+    assert result["result"] == "promoted" and "sleep" in executor.requests
+    assert executor.clock >= safety.revocation_wait(safety.DEFAULT_LEASE)
 
 
 def test_a_forced_failover_still_tries_to_fence_a_silent_old_primary():
@@ -106,8 +144,31 @@ def test_a_forced_failover_still_tries_to_fence_a_silent_old_primary():
     executor = Executor({"a": SILENT, "b": standby(10)})
     result = failover_flow.drive(steps, executor)
     assert result["result"] == "promoted"
-    assert ("fence", ["a"]) in executor.calls
+    assert ("fence", ["a"], False) in executor.calls
     assert executor.requests.index("fence") < executor.requests.index("promote")
+
+
+@pytest.mark.parametrize("fence, result", [({"a": {"kind": "primary", "timeline": 1}}, "promoted"), ({}, "refused")])
+def test_a_refusal_waits_for_the_fence_attempt_still_running(fence, result):
+    """Two nodes, no lease: only a verified fence allows the promotion, and the attempt on a
+    silent host ends only after ssh's timeout."""
+    steps = failover_flow.failover_steps("a", 2, dict(safety.DEFAULT_LEASE), 30.0)
+    executor = Executor({"a": SILENT, "b": standby(10)}, fence=fence, slow=True)
+    assert failover_flow.drive(steps, executor)["result"] == result
+    assert ("fence", ["a"], True) in executor.calls
+
+
+def test_a_partly_failed_revocation_gives_back_the_standbys_it_stopped():
+    executor = Executor({"a": DOWN, "b": standby(10), "c": standby(20)}, revoke=["b"])
+    result = run(executor)
+    assert result["result"] == "refused" and "could not stop c" in result["reason"]
+    assert executor.calls[-1] == ("repoint", ["b"], "a")
+
+
+def test_a_forced_failover_goes_on_when_a_standby_could_not_be_revoked():
+    executor = Executor({"a": SILENT, "b": standby(10), "c": standby(20)}, fence={"a": POWERED_OFF}, revoke=["c"])
+    result = run(executor, fence_device=True, force=True)
+    assert result["result"] == "promoted" and "could not be stopped" in result["reason"]
 
 
 def test_the_quorum_rule_is_applied_again_when_the_candidate_is_lost_during_the_lease_wait():
