@@ -14,15 +14,16 @@ Requests and what they return:
                                    timeline, received_lsn_bytes, upstream, upstream_age,
                                    ...); the nodes listed are not read again: their facts
                                    of the last survey stand
-  ("fence", [nodes], wait)      -> {name: {"kind": "primary" | "standby", "timeline",
+  ("fence", [nodes])            -> {name: {"kind": "primary" | "standby", "timeline",
                                    "powered_off"}} of the nodes proven unable to take writes
                                    (a primary: lock written, postmaster gone, or powered off
                                    by the fence command; a standby: told to follow nobody,
-                                   like "revoke"); timeline from pg_controldata. Attempts
-                                   run in the background: wait true starts one for each node
-                                   with none running and returns once they ended; false
-                                   starts one only for a node never tried and returns at
-                                   once, with those verified so far
+                                   like "revoke"); timeline from pg_controldata. A new
+                                   attempt for each node (none running), waited for
+  ("fence_background", [nodes], wait)
+                                -> the same for attempts in the background: one starts for
+                                   each node never tried in this failover; the verified
+                                   ones among those that ended; wait: until they ended
   ("revoke", [nodes])           -> names whose WAL receiver is verifiably gone
   ("sleep", seconds)            -> None
   ("promote", node)             -> True when it is a primary now
@@ -68,28 +69,57 @@ def failover_steps(failed, total, lease, max_seconds, sync_required=0, sync_name
     if refusal:
         return refusal
     first = fence_first(facts, plan["fence"], fence_device)
-    fenced = dict((yield ("fence", first, True)) or {}) if first else {}
+    fenced, tried, voided, revoked, forced = {}, set(first), set(), {}, None
     if first:
-        # The fence may have stopped a node that had come back: decide again on fresh facts
-        # (a node just powered off is not probed again).
-        facts, surveyed_at = yield from _survey(_unlocked(fenced))
+        fenced = dict((yield ("fence", first)) or {})
+    # Each pass decides on facts read after the last fence landed: the fence may have stopped
+    # a node that had come back, and a primary stopped late may have had commits acknowledged
+    # by a standby that is not the candidate.
+    fresh = not first
+    while True:
+        if not fresh:
+            standing = _standing(facts, fenced, revoked)
+            facts, surveyed_at = yield from _survey(standing)
+            back = [n for n in _unlocked(fenced) if n not in standing and not fencing.silent(facts.get(n) or {})]
+            if back:
+                # Powered on again (or never off): its power-off proves nothing any more. Its
+                # host answers: a fence over ssh may lock it (once; then its lease decides).
+                yield ("log", "%s answer(s) again after the power-off" % ", ".join(back))
+                for node in back:
+                    del fenced[node]
+                again = sorted(set(back) - voided)
+                voided |= set(back)
+                if again:
+                    fenced.update((yield ("fence", again)) or {})
+                    continue
+        fresh = False
+        stop = None
         try:
             plan = topology.plan_failover(facts, failed_node=failed, candidate=candidate, force=force)
+            if plan["action"] == "none":
+                stop = {"result": "none", "reason": plan["reason"]}
         except topology.Refusal as exc:
-            return (yield from _undo((), fenced, failed, _refused("plan", str(exc))))
-        if plan["action"] == "none":
-            return (yield from _undo((), fenced, failed, {"result": "none", "reason": plan["reason"]}))
-    refusal = _quorum_refusal(facts, fenced, plan, failed, sync_required, sync_names)
-    if refusal and not force:
-        return (yield from _undo((), fenced, failed, _refused("quorum", refusal)))
-    if refusal:
-        yield ("log", "forced by the operator: %s" % refusal)
-    revoked = {}
-    while True:
+            stop = _refused("plan", str(exc))
+        # A synchronous standby lost meanwhile (the candidate itself, maybe) may hold commits
+        # the new candidate lacks.
+        refusal = None if stop else _quorum_refusal(facts, fenced, plan, failed, sync_required, sync_names)
+        if refusal and force and refusal != forced:
+            forced = refusal
+            yield ("log", "forced by the operator: %s" % refusal)
+        elif refusal and not force:
+            stop = _refused("quorum", refusal)
+        if stop:
+            if (yield from _late_fences(tried - voided, fenced)):
+                continue
+            return (yield from _undo(revoked, fenced, failed, stop))
         # A silent host's ssh attempt (it tells only after its timeout) runs beside these
         # steps: started here, its result taken once it is there.
-        if _unfenced(plan, fenced):
-            fenced.update((yield ("fence", _unfenced(plan, fenced), False)) or {})
+        tried |= set(_unfenced(plan, fenced))
+        if tried - set(fenced) - voided:
+            gained = (yield ("fence_background", sorted(tried - set(fenced) - voided), False)) or {}
+            if gained:
+                fenced.update(gained)
+                continue
         now = yield ("now",)
         gate = safety.promotion_gate(facts, plan, fenced, revoked, now, total, lease, surveyed_at,
                                      unlocked=_unlocked(fenced))
@@ -102,10 +132,7 @@ def failover_steps(failed, total, lease, max_seconds, sync_required=0, sync_name
             gate = dict(gate, reason="forced by the operator although: %s" % gate["reason"])
             break
         if gate["action"] == "refuse":
-            # Not before the fence attempts ended: one may have fenced the node after all.
-            late = ((yield ("fence", _unfenced(plan, fenced), True)) or {}) if _unfenced(plan, fenced) else {}
-            if late:
-                fenced.update(late)
+            if (yield from _late_fences(tried - voided, fenced)):
                 continue
             return (yield from _undo(revoked, fenced, failed, _refused("gate", gate["reason"])))
         yield ("log", gate["reason"])
@@ -114,37 +141,20 @@ def failover_steps(failed, total, lease, max_seconds, sync_required=0, sync_name
             at = yield ("now",)
             revoked.update((n, at) for n in done)
             left = sorted(set(gate["nodes"]) - set(done))
-            if left and not force:
-                return (yield from _undo(revoked, fenced, failed, _refused(
-                    "gate", "could not stop %s from following %s" % (", ".join(left), failed))))
-            if left:
+            if left and force:
                 gate = dict(gate, reason="forced by the operator although %s could not be stopped from following %s"
                             % (", ".join(left), failed))
                 break
+            if left:
+                if (yield from _late_fences(tried - voided, fenced)):
+                    continue
+                return (yield from _undo(revoked, fenced, failed, _refused(
+                    "gate", "could not stop %s from following %s" % (", ".join(left), failed))))
         else:
             yield ("sleep", gate["seconds"])
-        facts, surveyed_at = yield from _survey(_standing(facts, fenced, revoked))
-        back = [n for n in _unlocked(fenced) if not fencing.silent(facts.get(n) or {})]
-        if back:
-            # Powered on again (or never off): its power-off proves nothing any more; its host
-            # answers, so a fence over ssh may lock it.
-            yield ("log", "%s answer(s) again after the power-off: fenced anew" % ", ".join(back))
-            for node in back:
-                del fenced[node]
-            fenced.update((yield ("fence", back, True)) or {})
-        try:
-            plan = topology.plan_failover(facts, failed_node=failed, candidate=candidate, force=force)
-        except topology.Refusal as exc:
-            return (yield from _undo(revoked, fenced, failed, _refused("plan", str(exc))))
-        if plan["action"] == "none":
-            return (yield from _undo(revoked, fenced, failed, {"result": "none", "reason": plan["reason"]}))
-        # A synchronous standby lost meanwhile (the candidate itself, maybe) may hold commits
-        # the new candidate lacks.
-        refusal = None if force else _quorum_refusal(facts, fenced, plan, failed, sync_required, sync_names)
-        if refusal:
-            return (yield from _undo(revoked, fenced, failed, _refused("quorum", refusal)))
     yield ("log", gate["reason"])
     if not (yield ("promote", plan["candidate"])):
+        yield from _late_fences(tried - voided, fenced)
         return (yield from _undo(revoked, fenced, failed, _refused("promote", "%s could not be promoted"
                                                                    % plan["candidate"])))
     yield ("detach", plan["candidate"])
@@ -262,6 +272,17 @@ def after_refusal(facts, failed, waited):
 
 def _refused(stage, reason):
     return {"result": "refused", "stage": stage, "reason": reason}
+
+
+def _late_fences(tried, fenced):
+    """Before a decision other than a promotion, the fence attempts still running end (one
+    landing later would stop a primary the refusal gives back); those they verified join
+    `fenced`. True when there are any: the failover decides again, on fresh facts."""
+    running = sorted(set(tried) - set(fenced))
+    late = ((yield ("fence_background", running, True)) or {}) if running else {}
+    late = dict((n, result) for n, result in late.items() if n in running)
+    fenced.update(late)
+    return bool(late)
 
 
 def _undo(revoked, fenced, primary, result):

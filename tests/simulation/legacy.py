@@ -12,7 +12,7 @@ def failover_steps(failed, total, lease, max_seconds, sync_required=0, sync_name
         return {"result": "refused", "reason": str(exc)}
     if plan["action"] == "none":
         return {"result": "none", "reason": plan["reason"]}
-    yield ("fence", plan["fence"], False)   # the result was never waited for
+    yield ("fence_background", plan["fence"], False)   # the result was never waited for
     yield ("promote", plan["candidate"])
     yield ("repoint", plan["follow"], plan["candidate"])
     return {"result": "promoted", "candidate": plan["candidate"]}

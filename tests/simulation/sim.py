@@ -95,6 +95,7 @@ class World:
         self.pool_primary = self.names[0]
         self.health_failed_for = 0.0
         self.hook = None
+        self.fences_running = []     # the hook's fence attempts: they act when they end
         self.last_hook_stage = None
         self.dir_count = len(self.names)
         first = self.nodes[self.names[0]]
@@ -243,6 +244,7 @@ class World:
             self.guards()
         if self.ticks % 10 == 0:
             self.retry_starts()
+        self.end_fences()
         self.pgpool()
         self.check_safety()
 
@@ -362,12 +364,17 @@ class World:
     def run_hook(self):
         hook = self.hook
         while self.hook is hook and self.t >= hook["wake"]:
+            if "read" in hook:
+                hook["result"] = hook.pop("read")()
             try:
                 request = next(hook["steps"]) if hook.pop("started", False) else hook["steps"].send(hook["result"])
             except StopIteration as stop:
                 self.hook_done(stop.value)
                 return
             hook["result"], cost = self.execute(hook["leader"], request)
+            if callable(hook["result"]):
+                # read when the request ends (fence attempts act when they end)
+                hook["read"], hook["result"] = hook["result"], None
             hook["wake"] = self.t + cost
 
     def hook_done(self, result):
@@ -390,6 +397,10 @@ class World:
             return None, 0.0
         if kind == "sleep":
             return None, request[1]
+        if kind == "fence":
+            return self.fence_attempts(leader, request[1], wait=True, fresh=True)
+        if kind == "fence_background":
+            return self.fence_attempts(leader, request[1], wait=request[2], fresh=False)
         cost = COSTS[kind]
         if kind == "survey":
             standing = request[1] if len(request) > 1 else []
@@ -398,8 +409,6 @@ class World:
             slow = any(not f["reachable"] for n, f in facts.items() if n not in standing)
             self.hook["seen"] = facts
             return facts, cost + (UNREACHABLE_COST["survey"] if slow else 0.0)
-        if kind == "fence":
-            return self.fence_attempts(leader, request[1], request[2])
         if kind == "revoke":
             return [n for n in request[1] if self.revoke(leader, n)], cost
         if kind == "promote":
@@ -421,16 +430,33 @@ class World:
             return None, cost
         raise ValueError(request)
 
-    def fence_attempts(self, leader, names, wait):
-        """The hook's background fence attempts: each one's effect now, its result known
-        COSTS["fence"] later (plus ssh's timeout when it failed)."""
+    def fence_attempts(self, leader, names, wait, fresh):
+        """The hook's fence attempts (fresh: a new one for each node with none running, else
+        only for a node never tried): each acts when it ends, COSTS["fence"] after it started
+        (plus ssh's timeout for a node silent then, unless the power fence reaches it), on the
+        state of that moment. Returns a reader of the verified ones, called when the request
+        ends (wait: once the attempts ended), and the request's cost."""
         attempts = self.hook.setdefault("attempts", {})
         for name in names:
-            if name not in attempts or (wait and attempts[name][0] <= self.t):
-                result = self.fence(leader, name)
-                attempts[name] = (self.t + COSTS["fence"] + (0.0 if result else UNREACHABLE_COST["fence"]), result)
-        cost = max([attempts[n][0] - self.t for n in names] + [0.0]) if wait else 0.0
-        return dict((n, attempts[n][1]) for n in names if attempts[n][0] <= self.t + cost and attempts[n][1]), cost
+            current = attempts.get(name)
+            if current is None or (fresh and current["done"]):
+                answers = self.nodes[name].powered and self.link(leader, name)
+                slow = 0.0 if answers or self.power_fence else UNREACHABLE_COST["fence"]
+                attempts[name] = {"leader": leader, "name": name, "answers": answers, "done": False, "result": None,
+                                  "end": self.t + COSTS["fence"] + slow}
+                self.fences_running.append(attempts[name])
+        ends = [attempts[n]["end"] - self.t for n in names if not attempts[n]["done"]]
+        cost = max(ends + [0.0]) if wait else 0.0
+        return (lambda: dict((n, attempts[n]["result"]) for n in names
+                             if attempts[n]["done"] and attempts[n]["result"])), cost
+
+    def end_fences(self):
+        """Fence attempts that end now act (an ssh whose pgpool node lost power dies with it)."""
+        for attempt in [a for a in self.fences_running if a["end"] <= self.t]:
+            self.fences_running.remove(attempt)
+            if self.nodes[attempt["leader"]].powered and (attempt["answers"] or self.power_fence):
+                attempt["result"] = self.fence(attempt["leader"], attempt["name"])
+            attempt["done"] = True
 
     def survey_facts(self, src, name):
         node = self.nodes[name]

@@ -200,9 +200,9 @@ def test_the_fence_retry_stops_once_the_node_streams_as_a_standby(hook, monkeypa
     assert fenced or attempts[-1] == "survey"
 
 
-def test_fence_attempts_run_in_the_background_once_unless_waited_for(hook, monkeypatch):
-    """("fence", names, False) starts an attempt for a node never tried and returns at once;
-    True starts one for each node with none running and waits for them."""
+def test_fence_attempts_run_in_the_background_once_and_fence_starts_a_new_one(hook, monkeypatch):
+    """fence_background starts an attempt for a node never tried and returns at once (wait:
+    once it ended); fence starts a new one and waits for it."""
     calls, entered, release = [], threading.Event(), threading.Event()
 
     def fence_node(config, node, reason, plan):
@@ -213,13 +213,12 @@ def test_fence_attempts_run_in_the_background_once_unless_waited_for(hook, monke
 
     monkeypatch.setattr(hook, "fence_node", fence_node)
     executor = hook.Executor({"nodes": [NODE]}, 0.0)
-    assert executor.do_fence(["a"], False) == {}            # running: nothing verified yet
+    assert executor.do_fence_background(["a"], False) == {}     # running: nothing verified yet
     assert entered.wait(5)
-    assert executor.do_fence(["a"], False) == {} and calls == ["a"]
+    assert executor.do_fence_background(["a"], False) == {} and calls == ["a"]
     release.set()
-    executor.attempts["a"].join(5)
-    assert executor.do_fence(["a"], False) == {} and calls == ["a"]      # failed: not tried again unasked
-    assert executor.do_fence(["a"], True) == {"a": {"kind": "primary", "timeline": 1}} and calls == ["a", "a"]
+    assert executor.do_fence_background(["a"], True) == {} and calls == ["a"]    # ended, failed: not tried again
+    assert executor.do_fence(["a"]) == {"a": {"kind": "primary", "timeline": 1}} and calls == ["a", "a"]
 
 
 def test_a_survey_reads_every_node_but_those_whose_facts_stand(hook, monkeypatch):

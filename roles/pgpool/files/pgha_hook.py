@@ -301,7 +301,7 @@ class Executor:
 
     def __call__(self, request):
         result = getattr(self, "do_" + request[0])(*request[1:])
-        if request[0] in ("survey", "fence", "revoke", "promote", "repoint"):
+        if request[0] in ("survey", "fence", "fence_background", "revoke", "promote", "repoint"):
             # Each step's end on one clock: the bench lines them up with pgpool's log and the writer.
             log("step %s%s done: %s (%.3f s)" % (request[0], "" if request[0] == "survey" else " " + str(request[1]),
                                                  self.summary(request[0], result), time.monotonic() - self.started))
@@ -312,7 +312,7 @@ class Executor:
         if kind == "survey":
             return ", ".join("%s %s" % (n, f.get("role") if f.get("reachable") else "unreachable")
                              for n, f in sorted(result.items()))
-        if kind == "fence":
+        if kind in ("fence", "fence_background"):
             return "verified %s" % (", ".join(sorted(result)) or "none")
         return str(result)
 
@@ -331,11 +331,19 @@ class Executor:
                                           dict((n["address"], n["name"]) for n in self.config["nodes"]))
         return self.facts
 
-    def do_fence(self, names, wait):
+    def do_fence(self, names):
         for name in names:
-            attempt = self.attempts.get(name)
-            if attempt is None or (wait and not attempt.is_alive()):
+            if name not in self.attempts or not self.attempts[name].is_alive():
                 self.attempts[name] = FenceAttempt(self.config, self.named[name], self.facts.get(name) or {})
+        return self.fence_results(names, wait=True)
+
+    def do_fence_background(self, names, wait):
+        for name in names:
+            if name not in self.attempts:
+                self.attempts[name] = FenceAttempt(self.config, self.named[name], self.facts.get(name) or {})
+        return self.fence_results(names, wait)
+
+    def fence_results(self, names, wait):
         if wait:
             deadline = time.monotonic() + 40
             for name in names:

@@ -33,8 +33,9 @@ class Executor:
             self.clock += request[1]
         if kind == "survey":
             return self.facts
-        if kind == "fence":
-            return dict((n, self.fence[n]) for n in request[1] if n in self.fence and (request[2] or not self.slow))
+        if kind in ("fence", "fence_background"):
+            waited = kind == "fence" or request[2]
+            return dict((n, self.fence[n]) for n in request[1] if n in self.fence and (waited or not self.slow))
         if kind == "revoke":
             return request[1] if self.revoke is True else [n for n in request[1] if n in (self.revoke or ())]
         if kind == "promote":
@@ -82,8 +83,9 @@ def test_a_silent_old_primary_gets_its_fence_attempt_beside_the_lease_wait():
     result = run(executor)
     assert result["result"] == "promoted" and result["revoked"] == ["b", "c"]
     steps = steps_of(executor)
-    assert steps[:3] == [("survey", []), ("fence", ["a"], False), ("revoke", ["b", "c"])], steps
-    assert not [r for r in steps if r[0] == "fence" and r[2]], "a silent host's fence was waited for"
+    assert steps[:3] == [("survey", []), ("fence_background", ["a"], False), ("revoke", ["b", "c"])], steps
+    assert not [r for r in steps if r[0] == "fence" or r[0] == "fence_background" and r[2]], \
+        "a silent host's fence was waited for"
     assert all(r == ("survey", ["a"]) for r in steps[3:] if r[0] == "survey")
     assert executor.clock >= safety.revocation_wait(safety.DEFAULT_LEASE)
 
@@ -105,7 +107,7 @@ def test_with_a_fence_device_a_silent_host_is_fenced_first_and_its_standbys_revo
     result = run(executor, fence_device=True)
     assert result["result"] == "promoted" and result["revoked"] == ["b", "c"] and "sleep" not in executor.requests
     steps = steps_of(executor)
-    assert steps[:4] == [("survey", []), ("fence", ["a"], True), ("survey", ["a"]), ("revoke", ["b", "c"])], steps
+    assert steps[:4] == [("survey", []), ("fence", ["a"]), ("survey", ["a"]), ("revoke", ["b", "c"])], steps
     assert steps[4] == ("survey", []) and steps[5][0] == "promote", "not read again after the revocation"
     assert executor.recorded == ("c", [])
 
@@ -144,8 +146,8 @@ def test_a_forced_failover_still_tries_to_fence_a_silent_old_primary():
     executor = Executor({"a": SILENT, "b": standby(10)})
     result = failover_flow.drive(steps, executor)
     assert result["result"] == "promoted"
-    assert ("fence", ["a"], False) in executor.calls
-    assert executor.requests.index("fence") < executor.requests.index("promote")
+    assert ("fence_background", ["a"], False) in executor.calls
+    assert executor.requests.index("fence_background") < executor.requests.index("promote")
 
 
 @pytest.mark.parametrize("fence, result", [({"a": {"kind": "primary", "timeline": 1}}, "promoted"), ({}, "refused")])
@@ -155,7 +157,25 @@ def test_a_refusal_waits_for_the_fence_attempt_still_running(fence, result):
     steps = failover_flow.failover_steps("a", 2, dict(safety.DEFAULT_LEASE), 30.0)
     executor = Executor({"a": SILENT, "b": standby(10)}, fence=fence, slow=True)
     assert failover_flow.drive(steps, executor)["result"] == result
-    assert ("fence", ["a"], True) in executor.calls
+    assert ("fence_background", ["a"], True) in executor.calls
+
+
+def test_a_fence_that_lands_in_the_background_is_followed_by_a_survey_before_the_promotion():
+    """Until the old primary stopped, a standby that is not the candidate may have acknowledged
+    commits: the candidate is chosen again on facts read after the fence."""
+    class LandsLate(Executor):
+        def __call__(self, request):
+            if request[0] == "fence_background" and self.requests.count("fence_background") == 1:
+                self.fence = {"a": {"kind": "primary", "timeline": 1}}
+                self.facts = dict(self.facts, b=standby(30))    # b got the last commits meanwhile
+            return Executor.__call__(self, request)
+
+    executor = LandsLate({"a": SILENT, "b": dict(standby(10, "a"), upstream_age=0.5), "c": standby(20)})
+    result = run(executor)
+    assert result["result"] == "promoted" and result["candidate"] == "b", result
+    steps = [r[0] for r in steps_of(executor)]
+    landed = len(steps) - 1 - steps[::-1].index("fence_background")
+    assert "survey" in steps[landed:steps.index("promote")]
 
 
 def test_a_partly_failed_revocation_gives_back_the_standbys_it_stopped():
