@@ -80,6 +80,7 @@ def failover_steps(failed, total, lease, max_seconds, sync_required=0, sync_name
         if not fresh:
             standing = _standing(facts, fenced, revoked)
             facts, surveyed_at = yield from _survey(standing)
+            facts.update((n, dict(POWERED_OFF_FACTS)) for n in standing if n in _unlocked(fenced))
             back = [n for n in _unlocked(fenced) if n not in standing and not fencing.silent(facts.get(n) or {})]
             if back:
                 # Powered on again (or never off): its power-off proves nothing any more. Its
@@ -93,11 +94,11 @@ def failover_steps(failed, total, lease, max_seconds, sync_required=0, sync_name
                     fenced.update((yield ("fence", again)) or {})
                     continue
         fresh = False
-        stop = None
+        stop, primary = None, failed
         try:
             plan = topology.plan_failover(facts, failed_node=failed, candidate=candidate, force=force)
             if plan["action"] == "none":
-                stop = {"result": "none", "reason": plan["reason"]}
+                stop, primary = {"result": "none", "reason": plan["reason"]}, plan["primary"]
         except topology.Refusal as exc:
             stop = _refused("plan", str(exc))
         # A synchronous standby lost meanwhile (the candidate itself, maybe) may hold commits
@@ -111,12 +112,14 @@ def failover_steps(failed, total, lease, max_seconds, sync_required=0, sync_name
         if stop:
             if (yield from _late_fences(tried - voided, fenced)):
                 continue
-            return (yield from _undo(revoked, fenced, failed, stop))
+            return (yield from _undo(revoked, fenced, primary, stop))
         # A silent host's ssh attempt (it tells only after its timeout) runs beside these
         # steps: started here, its result taken once it is there.
         tried |= set(_unfenced(plan, fenced))
-        if tried - set(fenced) - voided:
-            gained = (yield ("fence_background", sorted(tried - set(fenced) - voided), False)) or {}
+        pending = sorted(tried - set(fenced) - voided)
+        if pending:
+            gained = (yield ("fence_background", pending, False)) or {}
+            gained = dict((n, result) for n, result in gained.items() if n in pending)
             if gained:
                 fenced.update(gained)
                 continue
@@ -129,8 +132,13 @@ def failover_steps(failed, total, lease, max_seconds, sync_required=0, sync_name
         if gate["action"] == "wait" and now + gate["seconds"] - started > limit:
             gate = dict(gate, action="refuse", reason="%s; gave up after %.1f s" % (gate["reason"], limit))
         if gate["action"] == "refuse" and force:
-            gate = dict(gate, reason="forced by the operator although: %s" % gate["reason"])
-            break
+            # Forced, yet a node powered off without a lock gets no standby to confirm it.
+            following = safety.unlocked_followers(facts, plan, revoked, _unlocked(fenced))
+            if not following:
+                gate = dict(gate, reason="forced by the operator although: %s" % gate["reason"])
+                break
+            gate = dict(gate, action="revoke", nodes=following, reason="forced by the operator although: %s; first "
+                        "stop %s from following the node powered off" % (gate["reason"], ", ".join(following)))
         if gate["action"] == "refuse":
             if (yield from _late_fences(tried - voided, fenced)):
                 continue
@@ -142,10 +150,11 @@ def failover_steps(failed, total, lease, max_seconds, sync_required=0, sync_name
             revoked.update((n, at) for n in done)
             left = sorted(set(gate["nodes"]) - set(done))
             if left and force:
-                gate = dict(gate, reason="forced by the operator although %s could not be stopped from following %s"
-                            % (", ".join(left), failed))
-                break
-            if left:
+                # The operator accepts it: counted as revoked, the failover goes on.
+                yield ("log", "forced by the operator although %s could not be stopped from following %s"
+                       % (", ".join(left), failed))
+                revoked.update((n, at) for n in left)
+            elif left:
                 if (yield from _late_fences(tried - voided, fenced)):
                     continue
                 return (yield from _undo(revoked, fenced, failed, _refused(
@@ -190,6 +199,11 @@ def _refusal_before_fence(facts, plan, total, lease, sync_required, sync_names):
     best = [n for n in sync_names if n not in plan["fence"]]
     reason = safety.sync_quorum_refusal(facts, plan, sync_required, best)
     return _refused("quorum", reason) if reason else None
+
+
+# What a node the fence command powered off is until it is read again.
+POWERED_OFF_FACTS = {"reachable": False, "in_recovery": None, "role": "unknown", "host_answers": False,
+                     "reason": "powered off by the fence command"}
 
 
 def _survey(standing):
@@ -288,7 +302,7 @@ def _late_fences(tried, fenced):
 def _undo(revoked, fenced, primary, result):
     """A refused failover gives the standbys it revoked (or fenced as standbys) back to the
     primary they followed."""
-    given_back = sorted(set(revoked) | _standbys(fenced))
+    given_back = sorted((set(revoked) | _standbys(fenced)) - set([primary]))
     if given_back and primary:
         yield ("repoint", given_back, primary)
     return result

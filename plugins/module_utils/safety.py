@@ -313,8 +313,7 @@ def promotion_gate(nodes, plan, fenced, revoked, now, total, lease, surveyed_at=
     if too_few:
         return _gate("refuse", reason=too_few)
     if not unproven:
-        following = sorted(n for n, f in nodes.items() if f.get("reachable") and f.get("in_recovery")
-                           and n not in revoked) if set(unlocked) & set(plan["fence"]) else []
+        following = unlocked_followers(nodes, plan, revoked, unlocked)
         if following:
             return _gate("revoke", nodes=following, reason="%s is powered off, with no lock: stop %s from following "
                          "it first (its start guard finds no standby to confirm it when it is powered on)" % (
@@ -353,6 +352,14 @@ def promotion_gate(nodes, plan, fenced, revoked, now, total, lease, surveyed_at=
                          ", ".join(unproven), revocation_wait(lease)))
     return _gate("promote", reason="%s stopped itself: not confirmed by a majority for %.1f s" % (
         ", ".join(unproven), waited))
+
+
+def unlocked_followers(nodes, plan, revoked, unlocked):
+    """Standbys to revoke before a promotion while a node to fence was only powered off (no
+    lock: powered on, a standby still following it would let its start guard start it)."""
+    if not set(unlocked) & set(plan["fence"]):
+        return []
+    return sorted(n for n, f in nodes.items() if f.get("reachable") and f.get("in_recovery") and n not in revoked)
 
 
 def too_few_running(nodes, total, lease):

@@ -131,12 +131,15 @@ def fence_node(config, node, reason, plan):
         return dict(POWERED_OFF) if stonith(config, node) else None
 
     if plan["power_at_once"]:
-        return first_verified([over_ssh, powered_off], 40)
+        # No deadline (each attempt has its own): a fence_command left running could power
+        # the node off after the failover gave up on it.
+        return first_verified([over_ssh, powered_off], None)
     return over_ssh() or powered_off()
 
 
 def first_verified(attempts, timeout):
-    """Run the attempts at once; the first result that is not None (None if there is none)."""
+    """Run the attempts at once; the first result that is not None (None if there is none);
+    timeout: seconds in all, None for no deadline."""
     results = queue.Queue()
 
     def attempt_into(attempt):
@@ -148,10 +151,10 @@ def first_verified(attempts, timeout):
         results.put(result)
 
     in_parallel([threading.Thread(target=attempt_into, args=(a,)) for a in attempts], 0)
-    deadline = time.monotonic() + timeout
+    deadline = None if timeout is None else time.monotonic() + timeout
     for _attempt in attempts:
         try:
-            result = results.get(timeout=max(0.0, deadline - time.monotonic()))
+            result = results.get(timeout=None if deadline is None else max(0.0, deadline - time.monotonic()))
         except queue.Empty:
             return None
         if result:
@@ -345,9 +348,10 @@ class Executor:
 
     def fence_results(self, names, wait):
         if wait:
-            deadline = time.monotonic() + 40
+            # No deadline: each attempt has its own (ssh's timeouts, the fence_command's 30 s),
+            # and one still running after a refusal could stop the primary it gives back.
             for name in names:
-                self.attempts[name].join(max(0.0, deadline - time.monotonic()))
+                self.attempts[name].join()
         results = dict((n, self.attempts[n].result) for n in names
                        if not self.attempts[n].is_alive() and self.attempts[n].result)
         self.powered_off |= set(n for n, result in results.items() if result.get("powered_off"))

@@ -188,7 +188,33 @@ def test_a_partly_failed_revocation_gives_back_the_standbys_it_stopped():
 def test_a_forced_failover_goes_on_when_a_standby_could_not_be_revoked():
     executor = Executor({"a": SILENT, "b": standby(10), "c": standby(20)}, fence={"a": POWERED_OFF}, revoke=["c"])
     result = run(executor, fence_device=True, force=True)
-    assert result["result"] == "promoted" and "could not be stopped" in result["reason"]
+    assert result["result"] == "promoted"
+    assert [c for c in executor.calls if c[0] == "log" and "b could not be stopped" in c[1]]
+    steps = steps_of(executor)
+    assert ("survey", []) in steps[steps.index(("revoke", ["b", "c"])):], "the powered-off node was not read again"
+
+
+def test_a_forced_failover_revokes_the_standbys_of_a_powered_off_node_it_promotes_past():
+    """Two nodes (no lease): the gate refuses, the operator forces; the node powered off has
+    no lock, so its standby stops following it first."""
+    steps = failover_flow.failover_steps("a", 2, dict(safety.DEFAULT_LEASE), 30.0, force=True, fence_device=True)
+    executor = Executor({"a": SILENT, "b": standby(10)}, fence={"a": POWERED_OFF})
+    result = failover_flow.drive(steps, executor)
+    assert result["result"] == "promoted" and result["revoked"] == ["b"], result
+
+
+def test_a_none_result_midway_gives_the_standbys_back_to_the_primary_that_runs():
+    class BRunsAsPrimary(Executor):
+        def __call__(self, request):
+            if request[0] == "sleep":
+                self.facts = dict(self.facts, b={"reachable": True, "in_recovery": False, "timeline": 2,
+                                                 "received_lsn_bytes": 30, "system_identifier": "1"})
+            return Executor.__call__(self, request)
+
+    executor = BRunsAsPrimary({"a": SILENT, "b": standby(10), "c": standby(20)})
+    result = run(executor)
+    assert result["result"] == "none", result
+    assert executor.calls[-1] == ("repoint", ["c"], "b")
 
 
 def test_the_quorum_rule_is_applied_again_when_the_candidate_is_lost_during_the_lease_wait():
