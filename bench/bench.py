@@ -384,10 +384,6 @@ class Bench:
             probe.wait_for(lambda: probe.healthy_watchdog(self.ansible, self.lab, len(self.lab["nodes"])), 90, 1)
             self.playbook_with_retry("pgha.cluster.follow_primary")
         self.playbook_with_retry("pgha.cluster.rebuild", "-e", "target=%s" % old)
-        if system == "baseline":
-            # pgha's playbooks start the node guard again; the baseline runs without it.
-            for node in self.lab["nodes"]:
-                probe.lab_exec(node, "systemctl stop pgha-guard")
 
     def switchovers(self, cycles):
         say("pgha.cluster.switchover: %d cycles under the writer" % cycles)
