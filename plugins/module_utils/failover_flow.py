@@ -78,10 +78,10 @@ def failover_steps(failed, total, lease, max_seconds, sync_required=0, sync_name
     fresh = not first
     while True:
         if not fresh:
-            standing = _standing(facts, fenced, revoked)
+            standing, unlocked = _standing(facts, fenced, revoked), _unlocked(fenced)
             facts, surveyed_at = yield from _survey(standing)
-            facts.update((n, dict(POWERED_OFF_FACTS)) for n in standing if n in _unlocked(fenced))
-            back = [n for n in _unlocked(fenced) if n not in standing and not fencing.silent(facts.get(n) or {})]
+            facts.update((n, dict(POWERED_OFF_FACTS)) for n in standing if n in unlocked)
+            back = [n for n in unlocked if n not in standing and not fencing.silent(facts.get(n) or {})]
             if back:
                 # Powered on again (or never off): its power-off proves nothing any more. Its
                 # host answers: a fence over ssh may lock it (once; then its lease decides).
@@ -235,9 +235,10 @@ def _standing(facts, fenced, revoked):
     off (the fence command's probe saw them off); after it, silent nodes, which can keep no
     lease any more, except those powered off without a lock: read again, they must still be
     off (one powered on before the revocation could have started as a primary)."""
+    unlocked = _unlocked(fenced)
     if not revoked:
-        return _unlocked(fenced)
-    return sorted(n for n, f in facts.items() if fencing.silent(f) and n not in _unlocked(fenced))
+        return unlocked
+    return sorted(n for n, f in facts.items() if fencing.silent(f) and n not in unlocked)
 
 
 def _locked(fenced):

@@ -27,7 +27,7 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
-from ansible_collections.pgha.cluster.plugins.module_utils import keeper
+from ansible_collections.pgha.cluster.plugins.module_utils import keeper, topology
 
 DEFAULT_LEASE = {
     "lease_seconds": 3.0,        # a primary not confirmed by a majority for this long stops itself
@@ -359,7 +359,7 @@ def unlocked_followers(nodes, plan, revoked, unlocked):
     lock: powered on, a standby still following it would let its start guard start it)."""
     if not set(unlocked) & set(plan["fence"]):
         return []
-    return sorted(n for n, f in nodes.items() if f.get("reachable") and f.get("in_recovery") and n not in revoked)
+    return [n for n in topology.standbys(nodes) if n not in revoked]
 
 
 def too_few_running(nodes, total, lease):

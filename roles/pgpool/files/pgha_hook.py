@@ -335,16 +335,16 @@ class Executor:
         return self.facts
 
     def do_fence(self, names):
-        for name in names:
-            if name not in self.attempts or not self.attempts[name].is_alive():
-                self.attempts[name] = FenceAttempt(self.config, self.named[name], self.facts.get(name) or {})
+        self.start_attempts([n for n in names if n not in self.attempts or not self.attempts[n].is_alive()])
         return self.fence_results(names, wait=True)
 
     def do_fence_background(self, names, wait):
-        for name in names:
-            if name not in self.attempts:
-                self.attempts[name] = FenceAttempt(self.config, self.named[name], self.facts.get(name) or {})
+        self.start_attempts([n for n in names if n not in self.attempts])
         return self.fence_results(names, wait)
+
+    def start_attempts(self, names):
+        for name in names:
+            self.attempts[name] = FenceAttempt(self.config, self.named[name], self.facts.get(name) or {})
 
     def fence_results(self, names, wait):
         if wait:
@@ -368,9 +368,10 @@ class Executor:
 
     def do_detach(self, name):
         """The candidate is promoted. An old primary that did not answer, or that the
-        fence_command powered off, may come back: keep trying to fence it (in the background). pgpool waits for this process before it looks
-        for the new primary: let it go on and finish the remaining steps in a child, which
-        keeps the failover lock until it is done, at most DETACHED_SECONDS."""
+        fence_command powered off, may come back: keep trying to fence it (in the background).
+        pgpool waits for this process before it looks for the new primary: let it go on and
+        finish the remaining steps in a child, which keeps the failover lock until it is done,
+        at most DETACHED_SECONDS."""
         # One the fence_command powered off has no lock: it gets one once it is back.
         unverified = set(n for n, attempt in self.attempts.items() if not attempt.result)
         for node in sorted(unverified | self.powered_off):
