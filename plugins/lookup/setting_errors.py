@@ -53,7 +53,7 @@ import os
 import yaml
 
 from ansible_collections.pgha.cluster.plugins.module_utils.settings import (
-    POOL_PORTS, collection_names, known_settings, setting_errors, unknown_setting_errors)
+    ORDERED, POOL_PORTS, collection_names, known_settings, setting_errors, unknown_setting_errors)
 
 COLLECTION_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -67,15 +67,17 @@ class LookupModule(LookupBase):
         for name in known_settings():
             if name in variables:
                 values[name] = self._templar.template(variables[name])
-        # A port left at its default (in a role not loaded yet) can clash with one set here.
-        for name, value in pgpool_port_defaults().items():
+        # A port or a heartbeat time left at its default (in a role not loaded yet) can clash
+        # with one set here.
+        for name, value in pgpool_defaults().items():
             values.setdefault(name, value)
         groups = variables.get("groups") or {}
         colocated = bool(set(groups.get("pgha_postgresql") or []) & set(groups.get("pgha_pgpool") or []))
         return unknown_setting_errors(variables, collection_names(COLLECTION_ROOT)) + setting_errors(values, colocated)
 
 
-def pgpool_port_defaults():
+def pgpool_defaults():
     with open(os.path.join(COLLECTION_ROOT, "roles", "pgpool", "defaults", "main.yml")) as handle:
         defaults = yaml.safe_load(handle) or {}
-    return {name: defaults[name] for name in POOL_PORTS if name in defaults}
+    compared = set(POOL_PORTS) | {name for pair in ORDERED for name in pair}
+    return {name: defaults[name] for name in compared if name in defaults}

@@ -9,6 +9,7 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import difflib
+import ipaddress
 import os
 import re
 
@@ -69,6 +70,13 @@ BOOLS = (
 
 # Commands run by pgha as an argv list (empty: none); the program by its absolute path.
 COMMANDS = ("pgpool_fence_command", "failover_fence_command")
+
+# pg_hba.conf / pool_hba.conf networks: lists of CIDR (a bare string would be read a
+# character at a time).
+NETWORKS = ("pgha_client_networks", "pgha_admin_networks")
+
+# Addresses written into pg_hba.conf, pgpool.conf and certificates: an IP address or empty.
+ADDRESSES = ("pgha_address", "pgha_vip")
 
 # name -> (smaller, larger): the first must stay below the second.
 ORDERED = (
@@ -172,6 +180,49 @@ def extra_settings_errors(name, value, managed, strip_number):
     return errors
 
 
+def network_error(name, value):
+    if not isinstance(value, list):
+        return "%s must be a list of networks, e.g. [\"10.0.0.0/8\"], got %r" % (name, value)
+    bad = [net for net in value if not (isinstance(net, str) and "/" in net and _parses(_network, net))]
+    if bad:
+        return "%s: %s %s not a network in CIDR form (e.g. 10.0.0.0/8, 192.0.2.7/32)" % (
+            name, ", ".join(repr(net) for net in bad), "is" if len(bad) == 1 else "are")
+    return None
+
+
+def address_error(name, value):
+    if value in ("", None) or _parses(ipaddress.ip_address, value):
+        return None
+    return "%s must be an IP address (or empty), got %r" % (name, value)
+
+
+def _network(text):
+    return ipaddress.ip_network(text, strict=False)
+
+
+def _parses(parse, text):
+    if not isinstance(text, str):
+        return False
+    try:
+        parse(text.strip())
+    except ValueError:
+        return False
+    return True
+
+
+def users_errors(name, value):
+    """pgpool_users: a list of {name, password}; a password is never echoed."""
+    if not isinstance(value, list):
+        return ["%s must be a list of {name, password} entries, got a %s" % (name, type(value).__name__)]
+    errors = []
+    for index, user in enumerate(value):
+        if not isinstance(user, dict) or not isinstance(user.get("name"), str) or not user["name"].strip():
+            errors.append("%s[%d] needs a name (a role name)" % (name, index))
+        elif user.get("password") in (None, ""):
+            errors.append("%s[%d] (%s) needs a password" % (name, index, user["name"]))
+    return errors
+
+
 def order_errors(values):
     errors = []
     for smaller, larger in ORDERED:
@@ -218,6 +269,10 @@ def setting_errors(values, colocated=True):
             error = bool_error(name, value)
         elif name in COMMANDS:
             error = command_error(name, value)
+        elif name in NETWORKS:
+            error = network_error(name, value)
+        elif name in ADDRESSES:
+            error = address_error(name, value)
         else:
             continue
         if error:
@@ -226,12 +281,14 @@ def setting_errors(values, colocated=True):
         errors += extra_settings_errors("pgpool_settings", values["pgpool_settings"], PGPOOL_MANAGED, True)
     if "postgresql_settings" in values:
         errors += extra_settings_errors("postgresql_settings", values["postgresql_settings"], POSTGRESQL_MANAGED, False)
+    if "pgpool_users" in values:
+        errors += users_errors("pgpool_users", values["pgpool_users"])
     return errors + order_errors(values) + port_errors(values, colocated)
 
 
 def known_settings():
-    return sorted(set(BOUNDS) | set(CHOICES) | set(BOOLS) | set(COMMANDS) | {"pgpool_settings", "postgresql_settings"}
-                  | {name for pair in ORDERED for name in pair})
+    return sorted(set(BOUNDS) | set(CHOICES) | set(BOOLS) | set(COMMANDS) | set(NETWORKS) | set(ADDRESSES)
+                  | {"pgpool_settings", "postgresql_settings", "pgpool_users"} | {name for pair in ORDERED for name in pair})
 
 
 # Variables with these prefixes are pgha's: one that the collection never reads is a typo

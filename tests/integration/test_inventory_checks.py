@@ -86,6 +86,9 @@ BAD_SETTINGS = {
     "replication_basebackup_checkpoint": ("slow", "must be one of fast, spread"),
     # not an argv list
     "pgpool_fence_command": ("stonith", "a list of arguments"),
+    # not a list of networks / not an address (pg_hba.conf would read them wrong)
+    "pgha_admin_networks": ("10.0.0.0/8", "a list of networks"),
+    "pgha_vip": ("vip.example.com", "an IP address"),
 }
 
 
@@ -97,13 +100,18 @@ def test_site_refuses_bad_settings_before_touching_a_host(ansible, lab):
                     '"postgresql_settings": {"wal_receiver_timeout": "60s"}}']
     extra += ["-e", "pgha_synchronous_mod=on"]      # misspelt: nothing would read it
     extra += ["-e", "pgha_pcp_port=9694"]           # pgpool_heartbeat_port's default: pcp could not listen
+    extra += ["-e", "pgpool_wd_heartbeat_keepalive=5"]  # not below the deadtime's default, 3
+    extra += ["-e", '{"pgpool_users": [{"name": "app"}]}']
     result = ansible.playbook("pgha.cluster.site", *extra)
     assert result.returncode != 0
     for name, (value, allowed) in BAD_SETTINGS.items():
         assert "%s must be" % name in result.stdout and allowed in result.stdout, (name, outcome(result))
     assert "pgpool_settings: failover_command is set by pgha" in result.stdout
     assert "postgresql_settings: wal_receiver_timeout is set by pgha" in result.stdout
-    assert "pgha_pcp_port and pgpool_heartbeat_port are both 9694" in " ".join(result.stdout.split()), outcome(result)
+    flat = " ".join(result.stdout.split())
+    assert "pgha_pcp_port and pgpool_heartbeat_port are both 9694" in flat, outcome(result)
+    assert "pgpool_wd_heartbeat_keepalive (5) must be smaller than pgpool_wd_heartbeat_deadtime (3)" in flat
+    assert "pgpool_users[0] (app) needs a password" in flat
     assert "pgha_synchronous_mod is not a pgha variable, nothing reads it (did you mean pgha_synchronous_mode?)" \
         in result.stdout, outcome(result)
     recap = [line for line in result.stdout.splitlines() if ": ok=" in line]

@@ -37,8 +37,10 @@ def test_primary_then_last_standby_die_writes_resume_on_the_last_node(lab, ansib
             "writes did not resume on %s within %.0f s of the second fault" % (new, WRITES_RESUME)
         assert primaries(survey(lab)) == [new], "the last node stopped taking writes"
         assert sync_names(lab, new) == "", "writes resumed but replication is still synchronous?"
-        status = ansible.playbook("pgha.cluster.status")
+        # The documented -e form: an extra var arrives as the string "true".
+        status = ansible.playbook("pgha.cluster.status", "-e", "status_fail_on_warning=true")
         assert "ASYNCHRONOUS replication on %s" % new in status.stdout, outcome(status)
+        assert status.returncode != 0 and "the cluster status shows warnings" in status.stdout, outcome(status)
         start = lab_exec(last_standby, "systemctl start postgresql@%s-main" % pg_version(last_standby))
         assert start.returncode == 0, start.stderr
         assert wait_for(lambda: sync_names(lab, new) != "", 30), "back to synchronous once the standby streams"

@@ -152,6 +152,8 @@ BAD_OPERATOR_INPUT = [
     ("stop", ["break_lock=maybe"], "break_lock must be true or false"),
     ("rebuild", ["target={standby}", "basebackup=maybe"], "basebackup must be true or false"),
     ("failover", ["force=maybe"], "force must be true or false"),
+    ("start", ["force=true"], "force=true starts a primary without its standby's confirmation"),
+    ("switchover", ["candidate=pg9"], "candidate must name the PostgreSQL standby"),
 ]
 
 

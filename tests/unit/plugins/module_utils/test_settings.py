@@ -28,6 +28,14 @@ from collection_path import REPO
     ("pgpool_fence_command", "/usr/local/bin/stonith --off", "pgpool_fence_command must be a list of arguments"),
     ("pgpool_fence_command", ["stonith", "--off"], "pgpool_fence_command must start with the program's absolute path"),
     ("failover_fence_command", ["/bin/x", 3], "failover_fence_command must be a list of arguments"),
+    ("pgha_admin_networks", "10.0.0.0/8", "pgha_admin_networks must be a list of networks"),
+    ("pgha_client_networks", ["10.0.0.0/8", "10.0.0.300/32"], "pgha_client_networks: '10.0.0.300/32' is not a network"),
+    ("pgha_client_networks", ["192.0.2.7"], "'192.0.2.7' is not a network in CIDR form"),
+    ("pgha_address", "pg1.example.com", "pgha_address must be an IP address (or empty), got 'pg1.example.com'"),
+    ("pgha_vip", "10.0.0.5/24", "pgha_vip must be an IP address"),
+    ("pgpool_users", {"name": "app"}, "pgpool_users must be a list of {name, password} entries"),
+    ("pgpool_users", [{"name": "app"}], "pgpool_users[0] (app) needs a password"),
+    ("pgpool_users", [{"password": "secret"}], "pgpool_users[0] needs a name"),
 ])
 def test_a_bad_value_is_named_with_what_is_allowed(name, value, expected):
     errors = settings.setting_errors({name: value})
@@ -39,6 +47,8 @@ def test_a_bad_value_is_named_with_what_is_allowed(name, value, expected):
     ("pgpool_load_balance_mode", "yes"), ("pgpool_failover_on_backend_error", False),
     ("pgha_synchronous_mode", "remote_apply"), ("switchover_max_lag_bytes", 0),
     ("pgpool_fence_command", []), ("pgpool_fence_command", ["/usr/local/bin/stonith", "--off"]),
+    ("pgha_admin_networks", []), ("pgha_client_networks", ["10.0.0.0/8", "192.0.2.7/32", "2001:db8::/32"]),
+    ("pgha_address", ""), ("pgha_vip", "10.0.0.100"), ("pgpool_users", [{"name": "app", "password": "x"}]),
 ])
 def test_good_values_pass(name, value):
     assert settings.setting_errors({name: value}) == []
@@ -51,6 +61,11 @@ def test_unknown_names_are_left_to_the_roles():
 def test_every_error_is_reported_at_once():
     errors = settings.setting_errors({"pgpool_health_check_period": -1, "pgha_mode": "x", "pgpool_max_pool": "y"})
     assert len(errors) == 3
+
+
+def test_a_password_is_never_echoed():
+    errors = settings.setting_errors({"pgpool_users": [{"name": "", "password": "s3cret"}]})
+    assert errors and "s3cret" not in " ".join(errors)
 
 
 def test_heartbeat_deadtime_must_exceed_the_keepalive():
