@@ -39,4 +39,3 @@ def test_switchover_refuses_the_primary_as_target(lab, ansible):
     result = ansible.playbook("pgha.cluster.switchover", "-e", "candidate=%s" % primary)
     assert result.returncode != 0 and "refused, nothing changed" in result.stdout
     assert primaries(survey(lab)) == [primary]
-
