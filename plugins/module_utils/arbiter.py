@@ -71,6 +71,17 @@ def change(conn, statement, **values):
     return row["term"] if row else None
 
 
+def claimed_term(state_file):
+    """The term of the claim this standby made and has not finished as primary
+    (keeper.keeper_step's claimed_term), from its state file; None when none."""
+    try:
+        with open(state_file) as handle:
+            term = json.load(handle).get("claimed_term")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return term if isinstance(term, int) and not isinstance(term, bool) else None
+
+
 def lease_seen(state_file):
     """The lease row the keeper read last (keeper.remembered), from its state file; None when
     it has none. A row older than that comes from an arbiter restored from a backup

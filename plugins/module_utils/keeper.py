@@ -82,7 +82,9 @@ def keeper_step(facts, state, count, strict=False):
     state: failures (peer's consecutive failed beats), synced (the standby has every commit
     this primary acknowledged), unsynced_lsn (WAL position up to which it may not),
     lease_seen (keeper.remembered of the latest lease row read that was not behind it; the
-    keeper keeps it across restarts), lease_read (the version of the row read last).
+    keeper keeps it across restarts), lease_read (the version of the row read last),
+    claimed_term (the term this standby's claim makes, until it runs as primary; kept across
+    restarts too: a claim whose promotion a crash cut short is finished).
     count: failed beats before acting (keepalives_count).
     strict: pgha_synchronous_mode_strict - never turn replication asynchronous: writes wait
     for the standby (or its replacement) rather than be acknowledged by one node alone.
@@ -94,6 +96,8 @@ def keeper_step(facts, state, count, strict=False):
     # A keeper that just started does not know whether commits were acknowledged
     # asynchronously a moment ago: it treats its first beat as the switch back.
     state = dict({"failures": 0, "synced": False, "unsynced_lsn": None, "was_async": True}, **state)
+    if facts.get("role") == "primary":
+        state.pop("claimed_term", None)     # a promotion this node claimed is over
     if facts.get("paused"):
         return _decision(dict(state, failures=0), [], "paused by a maintenance marker or a playbook's lock")
     lease = facts.get("lease")
@@ -221,8 +225,9 @@ def _standby_step(facts, state, count, strict):
         # A switchover made this old primary a standby of the peer, which takes the lease over.
         return _decision(dict(state, failures=0), [], "this standby streams from the primary %s (timeline %s): "
                          "it takes the lease over" % (_peer_name(facts), peer.get("timeline")))
-    if lease and lease.get("holder") == name:
-        # This node took the lease and its promotion did not finish: finish it.
+    if lease and lease.get("holder") == name and state.get("claimed_term") == lease.get("term"):
+        # This node took the lease as a standby and its promotion did not finish: finish it.
+        # (A row naming it from when it ran as primary, before a switchover, promotes nothing.)
         steps = ([("fence_peer",)] if _peer_is_primary(facts) else []) + [("promote",), ("renew", False)] + \
             _unless_strict([("async",)], strict) + [("after_command",)]
         return _decision(dict(state, failures=0), steps, "this standby holds the lease: promoting it")
@@ -241,9 +246,10 @@ def _standby_step(facts, state, count, strict):
     refusal = promotion_refusal(lease)
     if refusal:
         return _decision(state, [], refusal, warn=True)
-    return _decision(dict(state, failures=0), [("claim", lease["term"], True), ("promote",), ("fence_peer",),
-                                               ("renew", False)] + _unless_strict([("async",)], strict) +
-                     [("after_command",)],
+    # CLAIM counts the term up by one: the row naming this node with that term is this claim's.
+    return _decision(dict(state, failures=0, claimed_term=lease["term"] + 1),
+                     [("claim", lease["term"], True), ("promote",), ("fence_peer",), ("renew", False)]
+                     + _unless_strict([("async",)], strict) + [("after_command",)],
                      "the primary is gone and its lease expired with this standby synchronous: taking the lease "
                      "and promoting")
 

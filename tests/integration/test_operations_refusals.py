@@ -101,6 +101,9 @@ def test_failover_refused_without_a_reachable_standby(ansible, lab, healthy_clus
         assert roles(lab) == before
         for node in lab["nodes"]:
             assert lab_exec(node, "test -e /var/lib/pgha/fenced").returncode != 0, "a refused failover fenced %s" % node
+        dry = ansible.playbook("pgha.cluster.start", "--check")
+        assert dry.returncode == 0, outcome(dry)
+        assert roles(lab) == before and no_lock_left(lab), "start --check started a server or left its lock"
     finally:
         start = ansible.playbook("pgha.cluster.start")
     assert start.returncode == 0, outcome(start)
@@ -126,6 +129,9 @@ def test_failover_refuses_a_candidate_behind_another_standby(ansible, lab, healt
                                         "-e", "candidate=%s" % behind),
                        "candidate %s is behind %s" % (behind, ahead))
         assert roles(lab) == before
+        dry = ansible.playbook("pgha.cluster.failover", "--check", "-e", "failed_node=%s" % primary)
+        assert dry.returncode == 0 and "promote %s" % ahead in dry.stdout, outcome(dry)
+        assert roles(lab) == before and no_lock_left(lab), "failover --check changed a server or left its lock"
         result = ansible.playbook("pgha.cluster.failover", "-e", "failed_node=%s" % primary)
         assert result.returncode == 0, outcome(result)
         assert primaries(survey(lab)) == [ahead]

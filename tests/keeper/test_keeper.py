@@ -219,6 +219,17 @@ def test_the_lease_names_the_primary(lab):
     assert node_exec(primary, "test -e /var/lib/pgha/bootstrap").returncode != 0, "the bootstrap marker stayed"
 
 
+def test_a_keeper_stopped_by_hand_comes_back_while_postgresql_runs(lab):
+    """PostgreSQL upholds its keeper: a primary without one would neither renew its lease
+    nor step aside."""
+    primary = the_primary(lab)
+    stop = node_exec(primary, "systemctl stop pgha-keeper")
+    assert stop.returncode == 0, stop.stderr
+    assert wait_for(lambda: node_exec(primary, "systemctl is-active pgha-keeper").stdout.strip() == "active", 30), \
+        "the keeper on the primary %s stayed stopped" % primary
+    assert the_primary(lab) == primary
+
+
 def test_link_cut_between_the_nodes_with_both_reaching_the_arbiter(lab):
     """Issue 18's split brain: the old keeper promoted the standby here and both acknowledged writes."""
     primary = the_primary(lab)

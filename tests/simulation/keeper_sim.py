@@ -51,8 +51,9 @@ class Node:
         self.start_retry_until = None
 
     def restarted_state(self):
-        """A keeper that starts again keeps only the latest change of the lease row it read (on disk)."""
-        return dict((k, v) for k, v in self.state.items() if k == "lease_seen")
+        """A keeper that starts again keeps only what its state file holds: the latest change of
+        the lease row it read and a claim it has not finished."""
+        return dict((k, v) for k, v in self.state.items() if k in ("lease_seen", "claimed_term"))
 
 
 class KeeperWorld:
@@ -370,8 +371,8 @@ class KeeperWorld:
 
 
 KINDS = ["crash", "poweroff", "poweron", "start", "stop", "cut", "isolate", "heal", "arbiter_down", "arbiter_up",
-         "break_replication", "fix_replication", "rebuild", "arbiter_clock"]
-WEIGHTS = [3, 2, 3, 3, 1, 4, 2, 3, 2, 2, 2, 2, 2, 1]
+         "break_replication", "fix_replication", "rebuild", "arbiter_clock", "switchover"]
+WEIGHTS = [3, 2, 3, 3, 1, 4, 2, 3, 2, 2, 2, 2, 2, 1, 1]
 # The arbiter restored from a backup runs in named schedules only: a node cut from the arbiter
 # while the rows it missed were written cannot tell the restored row from the current one.
 

@@ -235,6 +235,17 @@ def test_keeper_kill_primary_promotes_within_the_keepalive_budget():
     assert float(promoted[0].split()[0]) - (keeper_sim.SETTLE + 1.0) <= budget
 
 
+def test_keeper_old_primary_named_in_the_lease_after_a_switchover_promotes_only_as_any_standby():
+    """After a switchover the lease still names the old primary until the new one renews it;
+    cut from it for one beat, the old primary once promoted at once, without the failure count."""
+    cut_at = 4.0
+    events = [(0.5, ("cut", "n2", keeper_sim.ARBITER)), (1.0, ("switchover", "n2")), (cut_at, ("cut", "n1", "n2"))]
+    world = keeper_sim.run(1, events=events)
+    promoted = [line for line in promotions(world) if "n1" in line.split("promoted")[0]]
+    earliest = keeper_sim.SETTLE + cut_at + keeper_sim.BEAT * (keeper_sim.COUNT - 1)
+    assert all(float(line.split()[0]) >= earliest for line in promoted), "\n".join(world.timeline)
+
+
 @pytest.mark.parametrize("first", [("arbiter_down",), ("break_replication", "n2")])
 def test_keeper_standby_does_not_promote_without_the_arbiter_or_when_not_synchronous(first):
     world = keeper_sim.run(3, events=[(1.0, first), (8.0, ("crash", "n1")), (25.0, ("heal",))], strict=False)

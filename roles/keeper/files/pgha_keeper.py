@@ -166,9 +166,12 @@ class Keeper:
         self.port = int(self.local.get("login_port", 5432))
         self.timeout = max(1.0, config["keepalives_time"])
         self.lease_seconds = self.core.lease_seconds(config["keepalives_time"], config["keepalives_count"])
-        # A restarted keeper keeps the lease row it read last (keeper.lease_behind).
-        seen = self.arbiter.lease_seen(config["state_file"])
-        self.state, self.last, self.schema_ready = {} if seen is None else {"lease_seen": seen}, None, False
+        # A restarted keeper keeps the lease row it read last (keeper.lease_behind) and a claim
+        # whose promotion it has not finished.
+        kept = {"lease_seen": self.arbiter.lease_seen(config["state_file"]),
+                "claimed_term": self.arbiter.claimed_term(config["state_file"])}
+        self.state = dict((k, v) for k, v in kept.items() if v is not None)
+        self.last, self.schema_ready = None, False
 
     # --- facts ---------------------------------------------------------------------------
     def read_local(self):
@@ -293,13 +296,13 @@ class Keeper:
         return True
 
     def do_promote(self, facts, conn):
-        started = time.time()
+        started = time.monotonic()
         promoted = self.local_sql("SELECT pg_promote(true, 60) AS promoted")
         if not promoted or not promoted["promoted"]:
             log("pg_promote did not finish within 60 s")
             return False
         self.local_sql("CHECKPOINT")
-        log("promoted in %.2f s" % (time.time() - started))
+        log("promoted in %.2f s" % (time.monotonic() - started))
         return True
 
     def layout(self):
@@ -367,7 +370,8 @@ class Keeper:
                   "reason": reason, "warn": decision["warn"], "done": done,
                   "lease_holder": lease.get("holder") if lease else None,
                   "arbiter": "answers" if lease is not None else "does not answer",
-                  "synchronous": self.state.get("synced"), "lease_seen": self.state.get("lease_seen")}
+                  "synchronous": self.state.get("synced"), "lease_seen": self.state.get("lease_seen"),
+                  "claimed_term": self.state.get("claimed_term")}
         try:
             with open(self.config["state_file"] + ".tmp", "w") as handle:
                 json.dump(record, handle)
@@ -381,12 +385,12 @@ class Keeper:
                     self.config["keepalives_count"], self.lease_seconds,
                     conninfo_params(self.config["arbiter_conninfo"]).get("login_host")))
         while True:
-            started = time.time()
+            started = time.monotonic()
             try:
                 self.step()
             except (self.postgres.DRIVER_ERRORS + (self.postgres.PgConnectError,)) as exc:
                 log("beat failed: %s" % " ".join(str(exc).split()))
-            time.sleep(max(0.0, self.config["keepalives_time"] - (time.time() - started)))
+            time.sleep(max(0.0, self.config["keepalives_time"] - (time.monotonic() - started)))
 
 
 def main(argv):

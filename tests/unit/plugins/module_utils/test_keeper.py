@@ -59,9 +59,14 @@ def steps(decision):
     (standby(lease=HELD), {"failures": 2}, [], "the link between the nodes is down"),
     (standby(lease=dict(HELD, expired=True, synchronous=False)), {"failures": 2}, [], "could lose acknowledged"),
     (standby(lease={"holder": None}), {"failures": 2}, [], "never held"),
-    (standby(lease=dict(HELD, holder="node2")), {}, ["promote", "renew", "async", "after_command"], "holds the lease"),
+    (standby(lease=dict(HELD, holder="node2")), {"claimed_term": 4}, ["promote", "renew", "async", "after_command"],
+     "holds the lease"),
     (standby(lease=dict(HELD, holder="node2"), peer=dict(PEER_PRIMARY, name="node1", timeline=2), receiving=False),
-     {}, ["fence_peer", "promote", "renew", "async", "after_command"], "holds the lease"),
+     {"claimed_term": 4}, ["fence_peer", "promote", "renew", "async", "after_command"], "holds the lease"),
+    # a row naming this standby from when it was primary (before a switchover) promotes nothing by itself
+    (standby(lease=dict(HELD, holder="node2")), {}, [], "failed beat 1 of 3"),
+    (standby(lease=dict(HELD, holder="node2")), {"claimed_term": 3}, [], "failed beat 1 of 3"),
+    (standby(lease=dict(HELD, holder="node2")), {"failures": 2}, [], "the link between the nodes is down"),
     (standby(lease=dict(HELD, holder="node2"), peer=dict(PEER_PRIMARY, name="node1", timeline=2), receiving=True),
      {}, [], "takes the lease over"),
     # after a switchover: the old primary, now a standby, still holds the lease; the new primary takes it over
@@ -79,6 +84,25 @@ def test_keeper_step(facts, state, expected, words):
 def test_standby_claims_the_term_it_read_and_only_as_a_takeover():
     unused, decision = keeper.keeper_step(standby(), {"failures": 2}, 3)
     assert decision["steps"][0] == ("claim", 4, True)
+
+
+def test_a_claim_is_remembered_until_the_node_runs_as_primary():
+    state, unused = keeper.keeper_step(standby(), {"failures": 2}, 3)
+    assert state["claimed_term"] == 5
+    state, decision = keeper.keeper_step(standby(lease=dict(HELD, holder="node2", term=5)), state, 3)
+    assert steps(decision)[0] == "promote"          # the promotion a crash cut short is finished
+    state, unused = keeper.keeper_step(primary(name="node2", lease=dict(HELD, holder="node2", term=5)), state, 3)
+    assert "claimed_term" not in state
+
+
+@pytest.mark.parametrize("content, expected", [
+    ('{"claimed_term": 5}', 5), ('{"claimed_term": null}', None), ('{"claimed_term": true}', None),
+    ('{"claimed_term": "5"}', None), ("not json", None), ("[]", None),
+])
+def test_claimed_term_from_the_state_file(tmp_path, content, expected):
+    path = tmp_path / "keeper.json"
+    path.write_text(content)
+    assert arbiter.claimed_term(str(path)) == expected
 
 
 def test_async_is_recorded_at_the_arbiter_before_the_switch():
@@ -186,7 +210,8 @@ def test_strict_mode_turns_an_asynchronous_primary_synchronous_again():
 def test_strict_mode_promotes_without_going_asynchronous():
     unused, decision = keeper.keeper_step(standby(), {"failures": 2}, 3, strict=True)
     assert steps(decision) == ["claim", "promote", "fence_peer", "renew", "after_command"], decision
-    unused, decision = keeper.keeper_step(standby(lease=dict(HELD, holder="node2")), {}, 3, strict=True)
+    unused, decision = keeper.keeper_step(standby(lease=dict(HELD, holder="node2")), {"claimed_term": 4}, 3,
+                                          strict=True)
     assert steps(decision) == ["promote", "renew", "after_command"], decision
 
 
