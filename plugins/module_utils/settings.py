@@ -55,6 +55,10 @@ BOUNDS = {
 
 CHOICES = {
     "pgha_mode": ("pgpool", "keeper"),
+    # The playbooks' plays target these groups by name (hosts: pgha_postgresql, ...).
+    "pgha_postgresql_group": ("pgha_postgresql",),
+    "pgha_pgpool_group": ("pgha_pgpool",),
+    "pgha_keeper_witness_group": ("pgha_keeper_witness",),
     "pgha_synchronous_mode": ("off", "on", "remote_apply"),
     "replication_basebackup_checkpoint": ("fast", "spread"),
 }

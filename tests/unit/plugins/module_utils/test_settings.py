@@ -20,6 +20,7 @@ from collection_path import REPO
     ("pgha_vip_prefix", 33, "between 1 and 32"),
     ("pgha_synchronous_mode", "sometimes", "pgha_synchronous_mode must be one of off, on, remote_apply, got 'sometimes'"),
     ("pgha_mode", "cloud", "pgha_mode must be one of pgpool, keeper"),
+    ("pgha_postgresql_group", "databases", "pgha_postgresql_group must be one of pgha_postgresql"),
     ("replication_basebackup_checkpoint", "slow", "must be one of fast, spread"),
     ("pgpool_load_balance_mode", "maybe", "pgpool_load_balance_mode must be true or false"),
     ("pgha_tls", "maybe", "pgha_tls must be true or false"),
