@@ -7,11 +7,12 @@ __metaclass__ = type
 
 from ansible_collections.pgha.cluster.plugins.module_utils.rollout import service_action
 from ansible_collections.pgha.cluster.plugins.module_utils.topology import (
-    cluster_state, deploy_primary, rebuild_need, rebuild_source, service_plan)
+    aside_to_prune, cluster_state, deploy_primary, rebuild_need, rebuild_source, service_plan)
 
 
 class FilterModule(object):
 
     def filters(self):
         return {"rebuild_need": rebuild_need, "service_action": service_action, "deploy_primary": deploy_primary,
-                "service_plan": service_plan, "rebuild_source": rebuild_source, "cluster_state": cluster_state}
+                "service_plan": service_plan, "rebuild_source": rebuild_source, "cluster_state": cluster_state,
+                "aside_to_prune": aside_to_prune}

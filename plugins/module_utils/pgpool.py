@@ -138,7 +138,7 @@ def pcppass_file(port, user, password):
     fd, path = tempfile.mkstemp(prefix="pgha-pcppass-")
     try:
         with os.fdopen(fd, "w") as handle:
-            handle.write("%s:%s:%s:%s\n" % ("*", port, user, password.replace(":", "\\:")))
+            handle.write("%s:%s:%s:%s\n" % ("*", port, user, password.replace("\\", "\\\\").replace(":", "\\:")))
         os.chmod(path, 0o600)
         yield path
     finally:

@@ -11,6 +11,9 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import datetime
+import re
+
 
 class Refusal(Exception):
     """An unsafe request: nothing may be changed; the message says why."""
@@ -152,6 +155,28 @@ def rebuild_need(target, primary, primary_address):
     else:
         reason, needed = "it already streams from the primary on timeline %s" % primary.get("timeline"), False
     return {"needed": needed, "reason": reason, "refusal": rebuild_refusal(target, primary)}
+
+
+ASIDE_STAMP = re.compile(r"^(\d{8}T\d{6})(-wal)?$")
+
+
+def aside_to_prune(paths, prefix, keep, keep_days, now):
+    """Copies kept aside by rebuilds (prefix + STAMP for an old data directory, prefix +
+    STAMP-wal for WAL kept before pg_rewind) to remove: those of a rebuild beyond the newest
+    `keep` rebuilds AND stamped more than keep_days before `now` (UTC, as datetime). The age
+    is the stamp's, never the files' (mv and cp -a keep an old mtime); a name without a
+    stamp is never removed."""
+    if now.tzinfo is not None:
+        now = now.replace(tzinfo=None) - now.utcoffset()
+    stamps = {}
+    for path in paths:
+        match = ASIDE_STAMP.match(path[len(prefix):]) if path.startswith(prefix) else None
+        if match:
+            stamps.setdefault(match.group(1), []).append(path)
+    newest = sorted(stamps, reverse=True)[:keep]
+    cutoff = now - datetime.timedelta(days=keep_days)
+    return sorted(path for stamp, group in stamps.items() if stamp not in newest
+                  and datetime.datetime.strptime(stamp, "%Y%m%dT%H%M%S") < cutoff for path in group)
 
 
 def target_timeline(target):

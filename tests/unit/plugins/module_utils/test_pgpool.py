@@ -92,12 +92,13 @@ class FakeRunner:
 
 def test_pcp_password_goes_through_a_private_file_not_argv():
     runner = FakeRunner((0, "2\n", ""))
-    pcp = pgpool.Pcp(runner, "pg1", 9898, "pgha_pcp", password="s3cr:et")
+    pcp = pgpool.Pcp(runner, "pg1", 9898, "pgha_pcp", password="s3cr:e\\t")
     assert pcp.node_count() == 2
     argv, env, content = runner.calls[0]
-    assert "s3cr:et" not in " ".join(argv)
+    assert "s3cr" not in " ".join(argv)
     assert argv[:3] == ["pcp_node_count", "-h", "pg1"] and "-w" in argv
-    assert content == "*:9898:pgha_pcp:s3cr\\:et\n"
+    # escaped as pcppass.j2 does (pcp reads \\ and \: back as \ and :)
+    assert content == "*:9898:pgha_pcp:s3cr\\:e\\\\t\n"
     import os
     assert not os.path.exists(env["PCPPASSFILE"])
 

@@ -1,4 +1,5 @@
 """The decision core: tables of node facts -> plan or refusal."""
+import datetime
 import re
 
 import pytest
@@ -227,3 +228,31 @@ FOLLOWING_B = {"reachable": True, "in_recovery": True, "follows": "b"}
 ])
 def test_followed_primary_names_the_failed_primary_the_standbys_agree_on(nodes, failed):
     assert topology_module.followed_primary(nodes) == failed
+
+
+# --- the rebuild's retention of copies kept aside ---------------------------------------------
+
+ASIDE = "/var/lib/postgresql/15/main.pgha-"
+
+
+def test_a_copy_moved_aside_now_is_kept_although_its_files_are_old():
+    paths = [ASIDE + "20261207T120000", ASIDE + "20261207T120000-wal"]
+    assert topology_module.aside_to_prune(paths, ASIDE, 1, 7, datetime.datetime(2026, 12, 7, 12, 1)) == []
+
+
+def test_retention_counts_rebuilds_not_directories_and_needs_both_limits():
+    paths = [ASIDE + stamp for stamp in ("20261101T000000", "20261101T000000-wal", "20261110T000000",
+                                         "20261205T000000", "20261206T000000-wal", "20261206T000000")]
+    now = datetime.datetime(2026, 12, 7)
+    assert topology_module.aside_to_prune(paths, ASIDE, 2, 7, now) == [
+        ASIDE + "20261101T000000", ASIDE + "20261101T000000-wal", ASIDE + "20261110T000000"]
+    assert topology_module.aside_to_prune(paths, ASIDE, 3, 7, now) == [ASIDE + "20261101T000000",
+                                                               ASIDE + "20261101T000000-wal"]
+    assert topology_module.aside_to_prune(paths, ASIDE, 2, 30, now) == [ASIDE + "20261101T000000",
+                                                                ASIDE + "20261101T000000-wal"]
+
+
+def test_a_name_without_a_stamp_is_never_removed_and_an_aware_now_works():
+    paths = [ASIDE + "manual-copy", ASIDE + "20200101T000000", "/elsewhere/main.pgha-20200101T000000"]
+    now = datetime.datetime(2026, 12, 7, tzinfo=datetime.timezone.utc)
+    assert topology_module.aside_to_prune(paths, ASIDE, 0, 1, now) == [ASIDE + "20200101T000000"]
