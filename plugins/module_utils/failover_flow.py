@@ -81,6 +81,12 @@ def failover_steps(failed, total, lease, max_seconds, sync_required=0, sync_name
             standing, unlocked = _standing(facts, fenced, revoked), _unlocked(fenced)
             facts, surveyed_at = yield from _survey(standing)
             facts.update((n, dict(POWERED_OFF_FACTS)) for n in standing if n in unlocked)
+            given_back = sorted(n for n in revoked if _follows_again(facts.get(n) or {}))
+            if given_back:
+                # Pointed at a primary again (another hook's undo, an operator): it may confirm
+                # the old primary again; revoked anew, the lease wait counts from then.
+                yield ("log", "%s follow(s) a primary again: revoking again" % ", ".join(given_back))
+                revoked = dict((n, at) for n, at in revoked.items() if n not in given_back)
             back = [n for n in unlocked if n not in standing and not fencing.silent(facts.get(n) or {})]
             if back:
                 # Powered on again (or never off): its power-off proves nothing any more. Its
@@ -223,6 +229,11 @@ def fence_first(facts, nodes, fence_device):
 
 def _unfenced(plan, fenced):
     return sorted(n for n in plan["fence"] if n not in fenced)
+
+
+def _follows_again(facts):
+    """A revoked standby that answers with a primary to follow or a WAL receiver streaming."""
+    return bool(facts.get("reachable") and (facts.get("follows") or facts.get("upstream")))
 
 
 def _unlocked(fenced):

@@ -77,13 +77,19 @@ def fence_script(layout, lock_file, reason, port=5432):
     starting = ('m=%s; i=0; while %s; do [ $i -ge %d ] && { echo "PostgreSQL is starting here"; exit 1; }; '
                 'sleep 0.02; i=$((i+1)); done' % (quote(start_marker(lock_file)), in_flight, waits))
     # The stop is bounded: a frozen postmaster (SIGSTOP, a hung disk) never answers it, while its
-    # backends could still commit; the kill sweep ends it and them.
+    # backends could still commit; the kill sweep ends it and them. A lock that cannot be
+    # written (a full or read-only disk) does not spare the primary: it is stopped all the
+    # same, and the fence is not verified (nothing would keep it from starting again).
+    stopped_without_lock = "{ echo 'stopped, but the fence lock could not be written'; exit 1; }"
     return ("umask 022; %s; if [ -e %s/standby.signal ]; then %s; echo \"PGHA-FENCED standby $tl\"; exit 0; fi; "
-            "printf '%%s\\n' %s > %s || exit 1; %s; %s || timeout %s pg_ctlcluster %s %s stop -m immediate >/dev/null 2>&1; "
-            "i=0; while [ $i -lt 100 ]; do %s; %s && %s && { echo \"PGHA-FENCED primary $tl\"; exit 0; }; "
+            "nolock=; printf '%%s\\n' %s > %s || nolock=1; %s; "
+            "%s || timeout %s pg_ctlcluster %s %s stop -m immediate >/dev/null 2>&1; "
+            "i=0; while [ $i -lt 100 ]; do %s; %s && %s && { [ -z \"$nolock\" ] || %s; "
+            "echo \"PGHA-FENCED primary $tl\"; exit 0; }; "
             "sleep 0.02; i=$((i+1)); done; echo 'postmaster or its processes still running after the stop'; exit 1"
             % (timeline, datadir, revoke, quote(note), quote(lock_file), starting, stopped, STOP_SECONDS,
-               quote(layout["version"]), quote(layout["cluster"]), kill_orphans, stopped, no_orphans))
+               quote(layout["version"]), quote(layout["cluster"]), kill_orphans, stopped, no_orphans,
+               stopped_without_lock))
 
 
 def parse_fence_output(rc, out):

@@ -465,7 +465,7 @@ class World:
             return {"reachable": False, "in_recovery": None, "host_answers": node.powered and self.link(src, name)}
         facts = {"reachable": True, "in_recovery": not node.primary, "timeline": node.timeline,
                  "received_lsn_bytes": len(node.wal), "system_identifier": "1",
-                 "upstream": node.follows if node.receiver_up else None,
+                 "follows": node.follows, "upstream": node.follows if node.receiver_up else None,
                  "upstream_age": (self.t - node.last_msg) if node.receiver_up else None, "replication": []}
         if node.primary:
             facts["replication"] = [{"application_name": n, "sync_state": "quorum"} for n in self.streaming(node)

@@ -150,7 +150,21 @@ def test_a_guard_stopped_for_longer_than_a_lease_starts_over(guard, tmp_path):
     now = guard.clock()
     guard.save_state(config, {"majority_at": now - 2.0, "read_at": now, "replies": {"b": "t1"}}, now)
     saved = json.loads((tmp_path / "state.json").read_text())
-    saved["saved_wall"] -= 10
+    saved["saved_at"] -= 10
+    (tmp_path / "state.json").write_text(json.dumps(saved))
+    assert guard.restored_state(config, guard.clock(), 3.0) == {}
+
+
+def test_a_guard_after_a_reboot_starts_over_and_a_wall_clock_step_changes_nothing(guard, tmp_path, monkeypatch):
+    import json
+    import time
+    config = {"state_file": str(tmp_path / "state.json")}
+    now = guard.clock()
+    guard.save_state(config, {"majority_at": now - 2.0, "read_at": now, "replies": {"b": "t1"}}, now)
+    monkeypatch.setattr(time, "time", lambda: 4e9)      # the wall clock stepped years ahead
+    assert 1.9 < guard.clock() - guard.restored_state(config, guard.clock(), 3.0)["majority_at"] < 2.5
+    saved = json.loads((tmp_path / "state.json").read_text())
+    saved["boot_id"] = "another boot"
     (tmp_path / "state.json").write_text(json.dumps(saved))
     assert guard.restored_state(config, guard.clock(), 3.0) == {}
 

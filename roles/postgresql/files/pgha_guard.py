@@ -202,16 +202,24 @@ def clock():
     return time.clock_gettime(time.CLOCK_BOOTTIME)
 
 
+def boot_id():
+    """This boot's id: clock() values mean nothing across a reboot."""
+    try:
+        with open("/proc/sys/kernel/random/boot_id") as handle:
+            return handle.read().strip()
+    except OSError:
+        return ""
+
+
 def save_state(config, state, mono):
-    """The lease state with wall-clock times, so a restarted guard does not grant itself a new
-    lease: when a majority last confirmed, the last read and its replies (a WAL sender's row
-    stays after its standby was cut away, until wal_sender_timeout: its reply_time must not
-    count as new)."""
+    """The lease state, so a restarted guard does not grant itself a new lease: when a majority
+    last confirmed, the last read and its replies (a WAL sender's row stays after its standby
+    was cut away, until wal_sender_timeout: its reply_time must not count as new). Times are
+    clock() values with this boot's id: a step of the wall clock does not move them."""
     if state.get("majority_at") is None:
         return
-    now = time.time()
-    saved = {"saved_wall": now, "majority_at_wall": now - (mono - state["majority_at"]),
-             "read_at_wall": now - (mono - state.get("read_at", mono)), "replies": state.get("replies", {})}
+    saved = {"boot_id": boot_id(), "saved_at": mono, "majority_at": state["majority_at"],
+             "read_at": state.get("read_at", mono), "replies": state.get("replies", {})}
     try:
         with open(config["state_file"] + ".tmp", "w") as handle:
             json.dump(saved, handle)
@@ -222,15 +230,15 @@ def save_state(config, state, mono):
 
 def restored_state(config, mono, lease_seconds):
     """The saved lease state, unless the guard was stopped for longer than a lease (by hand, not
-    restarted after a crash): then it starts over, as on a new primary."""
+    restarted after a crash) or the node booted since (its postmaster started anew, through the
+    start guard): then it starts over, as on a new primary."""
     try:
         with open(config["state_file"]) as handle:
             saved = json.load(handle)
-        now = time.time()
-        if now - saved["saved_wall"] > lease_seconds:
+        if saved["boot_id"] != boot_id() or not 0 <= mono - saved["saved_at"] <= lease_seconds:
             return {}
-        return {"majority_at": mono - max(0.0, now - saved["majority_at_wall"]),
-                "read_at": mono - max(0.0, now - saved["read_at_wall"]), "replies": dict(saved["replies"])}
+        return {"majority_at": min(mono, float(saved["majority_at"])), "read_at": min(mono, float(saved["read_at"])),
+                "replies": dict(saved["replies"])}
     except (OSError, ValueError, KeyError, TypeError):
         return {}
 
@@ -315,8 +323,11 @@ def run(config):
             action, reason = "fence", "%s (trying the fence again)" % unverified
         if action == "fence":
             log("fencing this primary: %s" % reason)
-            result, out = fencing.fence_locally(config["layout"], config["fence_lock_file"],
-                                                "pgha-guard: %s" % reason, config["port"])
+            try:
+                result, out = fencing.fence_locally(config["layout"], config["fence_lock_file"],
+                                                    "pgha-guard: %s" % reason, config["port"])
+            except (subprocess.SubprocessError, OSError) as exc:  # a crash would restart with a fresh lease
+                result, out = None, "the fence did not finish: %s" % exc
             log("fence %s: %s" % ("verified" if result else "NOT verified, trying again", out))
             unverified = None if result else unverified or reason
             if result:

@@ -71,6 +71,30 @@ def test_unreachable_primary_waits_out_the_lease():
     assert executor.clock >= safety.revocation_wait(safety.DEFAULT_LEASE)
 
 
+class GivenBack(Executor):
+    """After the first revocation, one survey finds b pointed at the old primary again (another
+    hook's undo, an operator) at `at` seconds."""
+    def __init__(self, facts, at):
+        super().__init__(facts)
+        self.at, self.shown, self.revoked_at = at, False, []
+
+    def __call__(self, request):
+        if request[0] == "revoke":
+            self.revoked_at.append(self.clock)
+        if request[0] == "survey" and self.revoked_at and not self.shown and self.clock >= self.at:
+            self.shown = True
+            return dict(self.facts, b=dict(self.facts["b"], follows="a"))
+        return super().__call__(request)
+
+
+def test_a_revoked_standby_given_back_meanwhile_is_revoked_again_and_the_wait_starts_over():
+    executor = GivenBack({"a": DOWN, "b": standby(10), "c": standby(20)}, at=2.0)
+    result = run(executor)
+    assert result["result"] == "promoted"
+    assert len(executor.revoked_at) == 2 and [r[1] for r in executor.calls if r[0] == "revoke"][1] == ["b"]
+    assert executor.clock - executor.revoked_at[1] >= safety.revocation_wait(safety.DEFAULT_LEASE)
+
+
 def steps_of(executor):
     return [r for r in executor.calls if r[0] not in ("now", "log")]
 

@@ -394,6 +394,16 @@ def test_the_fence_script_stops_the_layouts_cluster_and_verifies_it(tmp_path, mo
     assert result == ({"kind": "primary", "timeline": 3} if verified else None), out
 
 
+def test_a_lock_that_cannot_be_written_still_stops_the_primary_but_verifies_nothing(tmp_path, monkeypatch):
+    """A full or read-only /var/lib/pgha: the guard's self-fence must still stop its primary."""
+    from ansible_collections.pgha.cluster.plugins.module_utils import fencing
+    layout, path = fake_cluster(tmp_path)
+    monkeypatch.setenv("PATH", path + os.pathsep + os.environ["PATH"])
+    result, out = fencing.fence_locally(layout, str(tmp_path / "no such directory" / "fenced"), "test", 5432)
+    assert (tmp_path / "stopped").read_text().split() == ["15", "main", "stop", "-m", "immediate"], out
+    assert result is None and "fence lock could not be written" in out, out
+
+
 def test_the_fence_script_verifies_a_postmaster_already_gone_without_a_stop(tmp_path, monkeypatch):
     from ansible_collections.pgha.cluster.plugins.module_utils import fencing
     layout, path = fake_cluster(tmp_path, status_before=3)
