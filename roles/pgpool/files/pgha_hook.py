@@ -506,7 +506,8 @@ def reattach(config, args, timeout=600, retry=False):
     """After a refused failover (failover_flow.after_refusal): attach the primary again once
     it answers here as the only primary; give up when another node runs as primary. retry:
     while it does not come back, try its failover again now and then (one such process per
-    node)."""
+    node), for a day unless another node runs as primary (RETRY_FOR): pgpool has no primary
+    meanwhile, and nothing else would give it one back."""
     from ansible_collections.pgha.cluster.plugins.module_utils import failover_flow, pg_facts
     node = config["nodes"][int(args["node_id"])]
     with open("%s.retry.%s" % (config["lock_path"], node["name"]), "a") as lock:
@@ -535,8 +536,13 @@ def reattach(config, args, timeout=600, retry=False):
     return 1
 
 
+# How long a refused failover of pgpool's primary is retried: a cut that lasts hours leaves
+# pgpool without a primary all that time, and nothing else would give it one back.
+RETRY_FOR = 86400
+
+
 def retry(config, args):
-    return reattach(config, args, retry=True)
+    return reattach(config, args, timeout=RETRY_FOR, retry=True)
 
 
 def failed_over_again(config, node):
