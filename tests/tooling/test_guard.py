@@ -144,15 +144,35 @@ def test_a_guard_restarted_after_a_crash_keeps_its_lease_and_the_replies_it_saw(
         "confirmed"] == {}, "the old reply counted again"
 
 
-def test_a_guard_stopped_for_longer_than_a_lease_starts_over(guard, tmp_path):
+@pytest.mark.parametrize("postmaster_started, restored", [(None, False), (-5, True), (+5, False)])
+def test_a_guard_gone_longer_than_a_lease_keeps_its_expired_lease_while_the_postmaster_ran_all_along(
+        guard, tmp_path, monkeypatch, postmaster_started, restored):
+    """A crash loop or a hang renews nothing: only a postmaster started since (through the start
+    guard, confirmed by a majority) or none at all makes the guard start over."""
     import json
-    config = {"state_file": str(tmp_path / "state.json")}
+    config = {"state_file": str(tmp_path / "state.json"), "layout": {"datadir": str(tmp_path)}}
     now = guard.clock()
     guard.save_state(config, {"majority_at": now - 2.0, "read_at": now, "replies": {"b": "t1"}}, now)
     saved = json.loads((tmp_path / "state.json").read_text())
     saved["saved_at"] -= 10
+    saved["majority_at"] -= 10
     (tmp_path / "state.json").write_text(json.dumps(saved))
-    assert guard.restored_state(config, guard.clock(), 3.0) == {}
+    monkeypatch.setattr(guard, "postmaster_started_at", lambda datadir: None if postmaster_started is None
+                        else saved["saved_at"] + postmaster_started)
+    state = guard.restored_state(config, guard.clock(), 3.0)
+    assert bool(state) is restored
+    if restored:
+        unused, action, reason = safety.guard_step(state, "primary", {"b": "t1"}, guard.clock(), 3,
+                                                   dict(safety.DEFAULT_LEASE))
+        assert action == "fence", reason
+
+
+def test_the_postmaster_start_is_read_from_proc_in_the_guards_clock(guard, tmp_path):
+    import os
+    (tmp_path / "postmaster.pid").write_text("%d\n/var/lib/postgresql/15/main\n" % os.getpid())
+    started = guard.postmaster_started_at(str(tmp_path))
+    assert started is not None and 0 <= guard.clock() - started < 3600
+    assert guard.postmaster_started_at(str(tmp_path / "none")) is None
 
 
 def test_a_guard_after_a_reboot_starts_over_and_a_wall_clock_step_changes_nothing(guard, tmp_path, monkeypatch):

@@ -229,18 +229,36 @@ def save_state(config, state, mono):
 
 
 def restored_state(config, mono, lease_seconds):
-    """The saved lease state, unless the guard was stopped for longer than a lease (by hand, not
-    restarted after a crash) or the node booted since (its postmaster started anew, through the
-    start guard): then it starts over, as on a new primary."""
+    """The saved lease state (expired, maybe: a guard gone longer than a lease, crash-looping
+    or hung, renews nothing by coming back), unless the postmaster started since it was saved
+    (through the start guard, which a majority confirmed; the node may have booted): then the
+    guard starts over, as on a new primary."""
     try:
         with open(config["state_file"]) as handle:
             saved = json.load(handle)
-        if saved["boot_id"] != boot_id() or not 0 <= mono - saved["saved_at"] <= lease_seconds:
+        if saved["boot_id"] != boot_id() or mono < saved["saved_at"]:
             return {}
+        if mono - saved["saved_at"] > lease_seconds:
+            started = postmaster_started_at((config.get("layout") or {}).get("datadir"))
+            if started is None or started >= saved["saved_at"]:
+                return {}
         return {"majority_at": min(mono, float(saved["majority_at"])), "read_at": min(mono, float(saved["read_at"])),
                 "replies": dict(saved["replies"])}
     except (OSError, ValueError, KeyError, TypeError):
         return {}
+
+
+def postmaster_started_at(datadir):
+    """When this node's postmaster started, in clock() seconds (/proc counts from boot); None
+    when none runs."""
+    try:
+        with open(os.path.join(datadir, "postmaster.pid")) as handle:
+            pid = int(handle.readline())
+        with open("/proc/%d/stat" % pid) as handle:
+            fields = handle.read().rsplit(")", 1)[1].split()
+        return int(fields[19]) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError, TypeError):
+        return None
 
 
 class Reader:
