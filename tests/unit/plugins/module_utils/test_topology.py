@@ -246,10 +246,9 @@ def test_retention_counts_rebuilds_not_directories_and_needs_both_limits():
     now = datetime.datetime(2026, 12, 7)
     assert topology_module.aside_to_prune(paths, ASIDE, 2, 7, now) == [
         ASIDE + "20261101T000000", ASIDE + "20261101T000000-wal", ASIDE + "20261110T000000"]
-    assert topology_module.aside_to_prune(paths, ASIDE, 3, 7, now) == [ASIDE + "20261101T000000",
-                                                               ASIDE + "20261101T000000-wal"]
-    assert topology_module.aside_to_prune(paths, ASIDE, 2, 30, now) == [ASIDE + "20261101T000000",
-                                                                ASIDE + "20261101T000000-wal"]
+    oldest = [ASIDE + "20261101T000000", ASIDE + "20261101T000000-wal"]
+    assert topology_module.aside_to_prune(paths, ASIDE, 3, 7, now) == oldest
+    assert topology_module.aside_to_prune(paths, ASIDE, 2, 30, now) == oldest
 
 
 def test_a_name_without_a_stamp_is_never_removed_and_an_aware_now_works():
