@@ -95,3 +95,22 @@ def test_conninfo_keeps_the_tls_keywords_for_the_peer_and_drops_them_for_the_loc
     assert node.peer["channel_binding"] == "require" and node.peer["login_host"] == "10.0.0.1"
     # the unix socket has no TLS: channel_binding=require would refuse every local login
     assert not any(node.local[key] for key in ("ssl_mode", "ca_cert", "channel_binding", "login_host"))
+
+
+def test_a_claim_is_on_disk_before_the_arbiter_has_it(keeper, tmp_path):
+    """A keeper that dies between the claim and the promotion finishes it when it starts again:
+    the claimed term is in its state file before the CLAIM is sent, and no claim is sent when
+    it cannot be recorded."""
+    import json
+    config = dict(keeper.parse_config(VALID), state_file=str(tmp_path / "keeper.json"))
+    core = types.SimpleNamespace(lease_seconds=lambda keepalives_time, keepalives_count: 3.0)
+    node = keeper.Keeper(config, [None] * 3 + [arbiter, core, None])
+    node.state = {"claimed_term": 5}
+    seen = []
+    node.lease_change = lambda conn, statement, **values: seen.append(
+        json.loads((tmp_path / "keeper.json").read_text())["claimed_term"]) or True
+    facts = {"role": "standby", "timeline": 1, "lease": {"holder": "node1"}}
+    assert node.do_claim(facts, None, 4, True) and seen == [5]
+    assert keeper.Keeper(config, [None] * 3 + [arbiter, core, None]).state.get("claimed_term") == 5
+    node.config = dict(config, state_file=str(tmp_path / "missing" / "keeper.json"))
+    assert not node.do_claim(facts, None, 4, True) and seen == [5]

@@ -280,6 +280,11 @@ class Keeper:
         return self.lease_change(conn, self.arbiter.RENEW, timeline=timeline, synchronous=synchronous)
 
     def do_claim(self, facts, conn, term, standby_takeover):
+        # On disk before the arbiter has it: a keeper that dies between the claim and the
+        # promotion finishes it when it starts again (keeper.keeper_step's claimed_term).
+        if standby_takeover and not self.write_state(self.record(facts, "claiming the lease", False, [])):
+            log("lease NOT claimed: the claim could not be recorded in %s first" % self.config["state_file"])
+            return False
         ok = self.lease_change(conn, self.arbiter.CLAIM, timeline=facts["timeline"], term=term,
                                standby_takeover=standby_takeover)
         log("lease %s (term %s)" % ("taken" if ok else "NOT taken: the arbiter refused", term))
@@ -365,19 +370,27 @@ class Keeper:
                                     " (done: %s)" % ", ".join(done) if decision["steps"] else ""))
         else:
             self.last = None
+        self.write_state(self.record(facts, reason, decision["warn"], done))
+
+    def record(self, facts, reason, warn, done):
+        """The keeper's last decision, as status.yml shows it."""
         lease = facts.get("lease")
-        record = {"at": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "node": self.name, "role": facts["role"],
-                  "reason": reason, "warn": decision["warn"], "done": done,
-                  "lease_holder": lease.get("holder") if lease else None,
-                  "arbiter": "answers" if lease is not None else "does not answer",
-                  "synchronous": self.state.get("synced"), "lease_seen": self.state.get("lease_seen"),
-                  "claimed_term": self.state.get("claimed_term")}
+        return {"at": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "node": self.name, "role": facts["role"],
+                "reason": reason, "warn": warn, "done": done, "lease_holder": lease.get("holder") if lease else None,
+                "arbiter": "answers" if lease is not None else "does not answer", "synchronous": self.state.get("synced")}
+
+    def write_state(self, record):
+        """The state file with what a restarted keeper keeps (the lease row read last, a claim
+        not finished); False when it could not be written."""
+        record = dict(record, lease_seen=self.state.get("lease_seen"), claimed_term=self.state.get("claimed_term"))
         try:
             with open(self.config["state_file"] + ".tmp", "w") as handle:
                 json.dump(record, handle)
             os.replace(self.config["state_file"] + ".tmp", self.config["state_file"])
         except OSError as exc:
             self.note("cannot write %s: %s" % (self.config["state_file"], exc))
+            return False
+        return True
 
     def run(self):
         log("pgha-keeper: %s, peer %s, beat every %.1f s, act after %d failed beats, lease %.1f s at the arbiter "

@@ -515,11 +515,11 @@ def reattach(config, args, timeout=600, retry=False):
             fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
             return 0  # another process already looks after this node
-        started, waits = time.time(), list(failover_flow.RETRY_SECONDS)
+        started, waits = time.monotonic(), list(failover_flow.RETRY_SECONDS)
         retry_at = started + waits[0]
-        while time.time() < started + timeout:
+        while time.monotonic() < started + timeout:
             time.sleep(1)
-            action = failover_flow.after_refusal(survey(config, pg_facts), node["name"], time.time() - started)
+            action = failover_flow.after_refusal(survey(config, pg_facts), node["name"], time.monotonic() - started)
             if action == "give up":
                 log("reattach: %s is not the only primary any more; leaving pgpool as it is" % node["name"],
                     syslog.LOG_WARNING)
@@ -527,11 +527,11 @@ def reattach(config, args, timeout=600, retry=False):
             if action == "attach" and attached(config, node, args["node_id"]):
                 log("reattach: %s is attached in pgpool" % node["name"])
                 return 0
-            if retry and action == "retry" and time.time() >= retry_at:
+            if retry and action == "retry" and time.monotonic() >= retry_at:
                 if failed_over_again(config, node):
                     return 0
                 waits = waits[1:] or waits
-                retry_at = time.time() + waits[0]
+                retry_at = time.monotonic() + waits[0]
     log("reattach: gave up attaching %s after %d s" % (node["name"], timeout), syslog.LOG_ERR)
     return 1
 
