@@ -71,26 +71,26 @@ def change(conn, statement, **values):
     return row["term"] if row else None
 
 
-def claimed_term(state_file):
-    """The term of the claim this standby made and has not finished as primary
-    (keeper.keeper_step's claimed_term), from its state file; None when none."""
+def kept_state(state_file):
+    """What a restarted keeper keeps from its state file: "lease_seen", the lease row it read
+    last (keeper.remembered; a row older than that comes from an arbiter restored from a
+    backup, keeper.lease_behind), and "claimed_term", the term of a claim it made and has not
+    finished as primary (keeper.keeper_step). Each only when present and well-formed."""
     try:
         with open(state_file) as handle:
-            term = json.load(handle).get("claimed_term")
-    except (OSError, ValueError, AttributeError):
-        return None
-    return term if isinstance(term, int) and not isinstance(term, bool) else None
+            saved = json.load(handle)
+    except (OSError, ValueError):
+        return {}
+    if not isinstance(saved, dict):
+        return {}
+    kept = {}
+    seen, term = saved.get("lease_seen"), saved.get("claimed_term")
+    if isinstance(seen, dict) and _is_int(seen.get("version")):
+        kept["lease_seen"] = seen
+    if _is_int(term):
+        kept["claimed_term"] = term
+    return kept
 
 
-def lease_seen(state_file):
-    """The lease row the keeper read last (keeper.remembered), from its state file; None when
-    it has none. A row older than that comes from an arbiter restored from a backup
-    (keeper.lease_behind)."""
-    try:
-        with open(state_file) as handle:
-            seen = json.load(handle).get("lease_seen")
-    except (OSError, ValueError, AttributeError):
-        return None
-    if not isinstance(seen, dict) or not isinstance(seen.get("version"), int) or isinstance(seen["version"], bool):
-        return None
-    return seen
+def _is_int(value):
+    return isinstance(value, int) and not isinstance(value, bool)

@@ -148,6 +148,29 @@ def _unread_step(state, now, total, lease, paused):
     return state, "keep", "could not read this server (last confirmed %.1f s ago)" % (now - majority_at)
 
 
+def restored_lease(saved, boot, now, lease_seconds, postmaster_started):
+    """The lease state a guard that comes back may go on with: the state it saved (expired,
+    maybe: a guard gone longer than a lease, crash-looping or hung, renews nothing by coming
+    back), or {} to start over as on a new primary.
+
+    saved: {"boot_id", "saved_at", "majority_at", "read_at", "replies"} (clock values of the
+    boot that wrote it); boot: this boot's id; now: the same clock; postmaster_started: when
+    this node's postmaster started on that clock, None when none runs. It starts over after a
+    reboot (the clock counts from the boot), and after more than a lease only if a postmaster
+    started since the save (through the start guard, which a majority confirmed) or none runs.
+    """
+    try:
+        if saved["boot_id"] != boot or now < saved["saved_at"]:
+            return {}
+        if now - saved["saved_at"] > lease_seconds and (
+                postmaster_started is None or postmaster_started >= saved["saved_at"]):
+            return {}
+        return {"majority_at": min(now, float(saved["majority_at"])), "read_at": min(now, float(saved["read_at"])),
+                "replies": dict(saved["replies"])}
+    except (KeyError, TypeError, ValueError):
+        return {}
+
+
 def peer_replies(rows, peers):
     """{standby: reply_time} of the pg_stat_replication rows that are the cluster's own
     standbys: the application_name of a peer, from that peer's address. Another replication

@@ -187,7 +187,7 @@ def extra_settings_errors(name, value, managed, strip_number):
 def network_error(name, value):
     if not isinstance(value, list):
         return "%s must be a list of networks, e.g. [\"10.0.0.0/8\"], got %r" % (name, value)
-    bad = [net for net in value if not (isinstance(net, str) and "/" in net and _parses(_network, net))]
+    bad = [net for net in value if not (_parses(_network, net) and "/" in net)]
     if bad:
         return "%s: %s %s not a network in CIDR form (e.g. 10.0.0.0/8, 192.0.2.7/32)" % (
             name, ", ".join(repr(net) for net in bad), "is" if len(bad) == 1 else "are")

@@ -27,7 +27,14 @@ def started(*threads):
     return threads
 
 
-def test_primary_cut_from_its_peers_stops_before_the_promotion(lab, ansible, healthy_cluster):
+def guard_pid(node):
+    return lab_exec(node, "systemctl show -P MainPID pgha-guard").stdout.strip()
+
+
+@pytest.mark.parametrize("frozen_guard", [False, True], ids=["guard", "frozen-guard"])
+def test_primary_cut_from_its_peers_stops_before_the_promotion(lab, ansible, healthy_cluster, frozen_guard):
+    """frozen-guard: the old primary's guard is stopped (SIGSTOP) as the cut begins; systemd's
+    watchdog kills it and starts it again, and the new guard finds the lease as old as it is."""
     old = healthy_cluster
     old_address, peers = lab["nodes"][old], [n for n in lab["nodes"] if n != old]
     # New clients straight to the peers find the new primary (the virtual IP's move after a
@@ -38,6 +45,9 @@ def test_primary_cut_from_its_peers_stops_before_the_promotion(lab, ansible, hea
     assert wait_for(lambda: len(via_vip.acked) > 20 and len(direct.acked) > 20, 20), "writers never wrote"
     left = lab_exec(old, "mkdir %s && echo 'switchover left-by-test' > %s/holder" % (OPERATION_LOCK, OPERATION_LOCK))
     assert left.returncode == 0, left.stderr
+    frozen = guard_pid(old) if frozen_guard else None
+    if frozen:
+        assert lab_exec(old, "kill -STOP %s" % frozen).returncode == 0
     cut_at = float(lab_cli("partition", old, "--from", ",".join(peers)).split()[0])
     try:
         first = wait_for(lambda: sorted((t, s) for writer in to_peers for _, t, s in writer.acked if t > cut_at),
@@ -47,7 +57,10 @@ def test_primary_cut_from_its_peers_stops_before_the_promotion(lab, ansible, hea
         late = [t for _, t, _ in direct.acked if t >= first[0][0]]
         old_last = max([t for _, t, _ in direct.acked if t > cut_at] or [cut_at])
         assert late == [], "the old primary acknowledged %d commits after the new primary's first" % len(late)
-        assert lab_exec(old, "test -e /var/lib/pgha/fenced").returncode == 0, "the old primary is not fenced"
+        assert wait_for(lambda: lab_exec(old, "test -e /var/lib/pgha/fenced").returncode == 0, 10), \
+            "the old primary is not fenced"
+        if frozen:
+            assert guard_pid(old) not in (frozen, "0"), "the frozen guard was not started again"
     finally:
         lab_cli("heal", old)
         lab_exec(old, "rm -rf %s" % OPERATION_LOCK)
@@ -60,10 +73,10 @@ def test_primary_cut_from_its_peers_stops_before_the_promotion(lab, ansible, hea
     assert result.returncode == 0, outcome(result)
     assert wait_for(lambda: followers_ok(lab, new), 30)
     assert wait_for(lambda: pool_attached(lab, list(lab["nodes"])), 30), "pgpool did not attach every node"
-    report("chaos.txt", "partition of the primary %s from %s (an operation lock left on it): old primary answered "
+    report("chaos.txt", "partition of the primary %s from %s (an operation lock left on it%s): old primary answered "
            "writes until +%.2f s, first write on %s at +%.2f s, 0 commits acknowledged by the old primary after it, "
            "%d direct commits during the cut"
-           % (old, ",".join(peers), old_last - cut_at, new, first[0][0] - cut_at,
+           % (old, ",".join(peers), ", its guard frozen" if frozen else "", old_last - cut_at, new, first[0][0] - cut_at,
               len([1 for _, t, _ in direct.acked if t > cut_at])))
 
 

@@ -65,3 +65,38 @@ def test_a_postgresql_setting_that_fails_the_restart_stops_at_the_first_standby(
     assert pause < PAUSE_BOUND, "writes through the VIP paused %.1f s" % pause
     report("rolling.txt", "PostgreSQL setting that fails a restart: roll stopped at the first standby, "
            "longest write pause through the VIP %.2f s" % pause)
+
+
+def guard_started(node):
+    return lab_exec(node, "systemctl show -P ExecMainStartTimestampMonotonic pgha-guard").stdout.strip()
+
+
+def test_a_node_guard_that_does_not_stay_up_stops_the_roll_at_its_node(ansible, lab, healthy_cluster):
+    """New guard files cost one node's guard, never every node's: the guards restart one node at
+    a time, the standbys first, and the roll stops at the first that does not stay up. The next
+    run restarts every guard still older than its files (the truth is on the node, not in a run)."""
+    primary = primaries(survey(lab))[0]
+    broken = [n for n in sorted(lab["nodes"]) if n != primary][0]
+    dropin = "/etc/systemd/system/pgha-guard.service.d"
+    before = dict((node, guard_started(node)) for node in lab["nodes"])
+    lab_exec(broken, "mkdir -p %s && printf '[Service]\\nExecStartPre=/bin/false\\n' > %s/zz-test.conf"
+             " && systemctl daemon-reload" % (dropin, dropin))
+    try:
+        for node in lab["nodes"]:   # new settings on every node, as an upgrade writes them
+            assert lab_exec(node, "touch /etc/pgha/guard.json").returncode == 0
+        result = ansible.playbook("pgha.cluster.site")
+        assert result.returncode != 0, "site.yml went on past a guard that did not come back"
+        assert "pgha-guard on %s did not stay up" % broken in result.stdout, outcome(result)
+        for node in lab["nodes"]:
+            if node != broken:
+                assert guard_started(node) == before[node], "the guard on %s was restarted" % node
+            assert lab_exec(node, "test -e /var/lib/pgha/maintenance.site").returncode != 0, "site marker on " + node
+        assert primaries(survey(lab)) == [primary]
+    finally:
+        lab_exec(broken, "rm -f %s/zz-test.conf && systemctl daemon-reload" % dropin)
+    result = ansible.playbook("pgha.cluster.site")
+    assert result.returncode == 0, outcome(result)
+    for node in lab["nodes"]:
+        assert lab_exec(node, "systemctl is-active pgha-guard").stdout.strip() == "active", node
+        assert guard_started(node) != before[node], "the stale guard on %s was not restarted" % node
+    assert wait_for(lambda: followers_ok(lab, primary), 60), "a standby does not stream"

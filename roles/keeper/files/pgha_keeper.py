@@ -32,6 +32,9 @@ import time
 
 DEFAULT_CONFIG = "/etc/pgha/keeper.conf"
 ALIASES = {"keepalive_time": "keepalives_time", "keepalive_count": "keepalives_count"}
+# The watchdog's deadline while the keeper carries out a decision (a promotion, a fence over
+# ssh: each bounded by its own timeouts, well within this).
+ACTION_SECONDS = 120
 
 
 def boolean(value):
@@ -153,8 +156,12 @@ def conninfo_params(conninfo):
 class Keeper:
     """The keeper's I/O: reads facts, asks keeper.keeper_step, carries out its steps."""
 
-    def __init__(self, config, modules):
-        self.config = config
+    def __init__(self, config, modules, beating=None):
+        """beating: watchdog.Watchdog of the unit this keeper runs under (none: no watchdog)."""
+        if beating is None:
+            from ansible_collections.pgha.cluster.plugins.module_utils import watchdog
+            beating = watchdog.Watchdog({})
+        self.config, self.beating = config, beating
         self.postgres, self.pg_facts, self.fencing, self.arbiter, self.core, self.markers = modules
         mine, peer = "node%d_conninfo" % config["node"], "node%d_conninfo" % (3 - config["node"])
         self.name = config["node%d_name" % config["node"]]
@@ -168,9 +175,7 @@ class Keeper:
         self.lease_seconds = self.core.lease_seconds(config["keepalives_time"], config["keepalives_count"])
         # A restarted keeper keeps the lease row it read last (keeper.lease_behind) and a claim
         # whose promotion it has not finished.
-        kept = {"lease_seen": self.arbiter.lease_seen(config["state_file"]),
-                "claimed_term": self.arbiter.claimed_term(config["state_file"])}
-        self.state = dict((k, v) for k, v in kept.items() if v is not None)
+        self.state = self.arbiter.kept_state(config["state_file"])
         self.last, self.schema_ready = None, False
 
     # --- facts ---------------------------------------------------------------------------
@@ -233,7 +238,8 @@ class Keeper:
             facts = self.core.beat_facts(self.name, local, peer, self.peer_name, override, lease, paused)
             self.state, decision = self.core.keeper_step(facts, self.state, self.config["keepalives_count"],
                                                          self.config["synchronous_mode_strict"])
-            done = self.carry_out(decision["steps"], facts, conn)
+            with self.beating.allowing(ACTION_SECONDS):  # a promotion, a fence over ssh
+                done = self.carry_out(decision["steps"], facts, conn)
         finally:
             if conn is not None:
                 conn.close()
@@ -398,6 +404,7 @@ class Keeper:
                     self.config["keepalives_count"], self.lease_seconds,
                     conninfo_params(self.config["arbiter_conninfo"]).get("login_host")))
         while True:
+            self.beating.alive()
             started = time.monotonic()
             try:
                 self.step()
@@ -421,8 +428,10 @@ def main(argv):
         return 0
     sys.path.insert(0, config["lib_dir"])
     from ansible_collections.pgha.cluster.plugins.module_utils import (
-        arbiter, fencing, keeper, markers, pg_facts, postgres)
-    Keeper(config, (postgres, pg_facts, fencing, arbiter, keeper, markers)).run()
+        arbiter, fencing, keeper, markers, pg_facts, postgres, watchdog)
+    beating = watchdog.Watchdog()
+    beating.alive()
+    Keeper(config, (postgres, pg_facts, fencing, arbiter, keeper, markers), beating).run()
     return 0
 
 

@@ -43,6 +43,8 @@ PAUSE_PROBE_SECONDS = 0.2
 # start.yml writes the operator's force just before the start and removes it right after; a
 # file left by a playbook that died must not let a later start skip the confirmation.
 START_OVERRIDE_SECONDS = 600
+# The watchdog's deadline while the guard fences (the fence script's own timeout is 30 s).
+FENCE_SECONDS = 35
 
 
 def load_config():
@@ -229,23 +231,15 @@ def save_state(config, state, mono):
 
 
 def restored_state(config, mono, lease_seconds):
-    """The saved lease state (expired, maybe: a guard gone longer than a lease, crash-looping
-    or hung, renews nothing by coming back), unless the postmaster started since it was saved
-    (through the start guard, which a majority confirmed; the node may have booted): then the
-    guard starts over, as on a new primary."""
+    """The saved lease state, as safety.restored_lease allows it; {} when none can be read."""
+    from ansible_collections.pgha.cluster.plugins.module_utils import safety
     try:
         with open(config["state_file"]) as handle:
             saved = json.load(handle)
-        if saved["boot_id"] != boot_id() or mono < saved["saved_at"]:
-            return {}
-        if mono - saved["saved_at"] > lease_seconds:
-            started = postmaster_started_at((config.get("layout") or {}).get("datadir"))
-            if started is None or started >= saved["saved_at"]:
-                return {}
-        return {"majority_at": min(mono, float(saved["majority_at"])), "read_at": min(mono, float(saved["read_at"])),
-                "replies": dict(saved["replies"])}
-    except (OSError, ValueError, KeyError, TypeError):
+    except (OSError, ValueError):
         return {}
+    started = postmaster_started_at((config.get("layout") or {}).get("datadir"))
+    return safety.restored_lease(saved, boot_id(), mono, lease_seconds, started)
 
 
 def postmaster_started_at(datadir):
@@ -310,7 +304,10 @@ def current_read(reader, now, lease):
 
 
 def run(config):
-    from ansible_collections.pgha.cluster.plugins.module_utils import fencing, pg_facts, postgres, promotion, safety
+    from ansible_collections.pgha.cluster.plugins.module_utils import (
+        fencing, pg_facts, postgres, promotion, safety, watchdog)
+    beating = watchdog.Watchdog()
+    beating.alive()
     lease, total = config["lease"], len(config["nodes"])
     state = restored_state(config, clock(), lease["lease_seconds"])
     log("guarding %s: %d nodes, lease %.1f s, enforced %s" % (config["name"], total, lease["lease_seconds"],
@@ -320,6 +317,7 @@ def run(config):
     reader, last_read = Reader(read, lease["guard_interval"]), None
     reader.wait_first(lease["guard_interval"])
     while True:
+        beating.alive()
         started = clock()
         observed_at, role, replies, facts = current_read(reader, started, lease)
         fresh, last_read = observed_at is not None and observed_at != last_read, observed_at
@@ -342,8 +340,9 @@ def run(config):
         if action == "fence":
             log("fencing this primary: %s" % reason)
             try:
-                result, out = fencing.fence_locally(config["layout"], config["fence_lock_file"],
-                                                    "pgha-guard: %s" % reason, config["port"])
+                with beating.allowing(FENCE_SECONDS):
+                    result, out = fencing.fence_locally(config["layout"], config["fence_lock_file"],
+                                                        "pgha-guard: %s" % reason, config["port"])
             except (subprocess.SubprocessError, OSError) as exc:  # a crash would restart with a fresh lease
                 result, out = None, "the fence did not finish: %s" % exc
             log("fence %s: %s" % ("verified" if result else "NOT verified, trying again", out))
@@ -412,7 +411,7 @@ def arbiter_lease(config):
         return None
     from ansible_collections.pgha.cluster.plugins.module_utils import arbiter, postgres
     settings = dict(config["arbiter"])
-    cluster, seen = settings.pop("cluster"), arbiter.lease_seen(settings.pop("keeper_state_file", ""))
+    cluster, seen = settings.pop("cluster"), arbiter.kept_state(settings.pop("keeper_state_file", "")).get("lease_seen")
     try:
         conn = postgres.connect(arbiter.params(dict(settings, **postgres.verified(config.get("tls_ca"))), 2.0))
     except postgres.PgConnectError as exc:

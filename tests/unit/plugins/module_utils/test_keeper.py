@@ -102,7 +102,7 @@ def test_a_claim_is_remembered_until_the_node_runs_as_primary():
 def test_claimed_term_from_the_state_file(tmp_path, content, expected):
     path = tmp_path / "keeper.json"
     path.write_text(content)
-    assert arbiter.claimed_term(str(path)) == expected
+    assert arbiter.kept_state(str(path)).get("claimed_term") == expected
 
 
 def test_async_is_recorded_at_the_arbiter_before_the_switch():
@@ -231,4 +231,4 @@ def test_the_row_read_last_survives_a_restart(tmp_path, content, expected):
     path = tmp_path / "keeper.json"
     if content is not None:
         path.write_text(content)
-    assert arbiter.lease_seen(str(path)) == expected
+    assert arbiter.kept_state(str(path)).get("lease_seen") == expected

@@ -139,6 +139,30 @@ def test_only_the_clusters_own_standbys_confirm_a_primary(rows, replies):
     assert safety.peer_replies(rows, {"b": "10.0.0.2", "c": "10.0.0.3"}) == replies
 
 
+SAVED = {"boot_id": "b1", "saved_at": 100.0, "majority_at": 98.0, "read_at": 99.5, "replies": {"s1": "t1"}}
+
+
+@pytest.mark.parametrize("saved, boot, now, started, restored", [
+    (SAVED, "b1", 101.0, 50.0, True),            # back within the lease
+    (SAVED, "b1", 101.0, None, True),            # within the lease even while PostgreSQL is down
+    (SAVED, "b1", 110.0, 50.0, True),            # gone longer, postmaster ran all along: expired lease kept
+    (SAVED, "b1", 110.0, 105.0, False),          # postmaster started since (the start guard confirmed it)
+    (SAVED, "b1", 110.0, None, False),           # no postmaster: nothing to guard
+    (SAVED, "b2", 101.0, 50.0, False),           # another boot: the clock counts from it
+    (SAVED, "b1", 90.0, 50.0, False),            # saved "in the future": not this clock
+    (dict(SAVED, majority_at="x"), "b1", 101.0, 50.0, False),
+    ({"boot_id": "b1"}, "b1", 101.0, 50.0, False),
+    ([], "b1", 101.0, 50.0, False),
+])
+def test_a_guard_that_comes_back_restores_its_lease_only_when_safe(saved, boot, now, started, restored):
+    state = safety.restored_lease(saved, boot, now, 3.0, started)
+    assert bool(state) is restored
+    if restored:
+        assert state == {"majority_at": 98.0, "read_at": 99.5, "replies": {"s1": "t1"}}
+        unused, action, unused = safety.guard_step(state, "primary", {"s1": "t1"}, now, 3, dict(safety.DEFAULT_LEASE))
+        assert action == ("fence" if now - 98.0 > 3.0 else "keep"), "an old reply renewed the lease"
+
+
 def test_guard_on_a_standby_resets():
     state, action, unused = safety.guard_step({"majority_at": 0.0}, "standby", {}, 100.0, 3, LEASE)
     assert action == "keep" and state["majority_at"] is None
