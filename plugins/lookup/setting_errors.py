@@ -69,15 +69,21 @@ class LookupModule(LookupBase):
                 values[name] = self._templar.template(variables[name])
         # A port or a heartbeat time left at its default (in a role not loaded yet) can clash
         # with one set here.
-        for name, value in pgpool_defaults().items():
+        for name, value in role_defaults().items():
             values.setdefault(name, value)
         groups = variables.get("groups") or {}
         colocated = bool(set(groups.get("pgha_postgresql") or []) & set(groups.get("pgha_pgpool") or []))
         return unknown_setting_errors(variables, collection_names(COLLECTION_ROOT)) + setting_errors(values, colocated)
 
 
-def pgpool_defaults():
-    with open(os.path.join(COLLECTION_ROOT, "roles", "pgpool", "defaults", "main.yml")) as handle:
-        defaults = yaml.safe_load(handle) or {}
-    compared = set(POOL_PORTS) | {name for pair in ORDERED for name in pair}
-    return {name: defaults[name] for name in compared if name in defaults}
+def role_defaults():
+    """The defaults compared with a setting the user gives (roles not loaded yet): pgpool's
+    ports and heartbeat times, the locale a given encoding must match."""
+    compared = {"pgpool": set(POOL_PORTS) | {name for pair in ORDERED for name in pair},
+                "postgresql": {"postgresql_locale", "postgresql_encoding"}}
+    found = {}
+    for role, names in compared.items():
+        with open(os.path.join(COLLECTION_ROOT, "roles", role, "defaults", "main.yml")) as handle:
+            defaults = yaml.safe_load(handle) or {}
+        found.update((name, defaults[name]) for name in names if name in defaults)
+    return found

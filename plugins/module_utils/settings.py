@@ -239,6 +239,36 @@ def order_errors(values):
 
 # Ports every pgpool node listens on, and PostgreSQL's beside them on a node in both groups (a
 # pgpool host of its own may well listen on 5432 too).
+# PostgreSQL's server encodings (initdb --encoding), compared as PostgreSQL does: case and
+# anything but letters and digits ignored (UTF-8 is UTF8).
+SERVER_ENCODINGS = frozenset("""
+    sql_ascii utf8 mule_internal euc_jp euc_cn euc_kr euc_tw euc_jis_2004 koi8r koi8u win866 win874
+    win1250 win1251 win1252 win1253 win1254 win1255 win1256 win1257 win1258 latin1 latin2 latin3 latin4
+    latin5 latin6 latin7 latin8 latin9 latin10 iso_8859_5 iso_8859_6 iso_8859_7 iso_8859_8
+""".split())
+
+
+def _squeezed(text):
+    return re.sub(r"[^a-z0-9]", "", str(text).lower())
+
+
+def locale_errors(values):
+    """postgresql_encoding must be a server encoding, and the one a UTF-8 locale needs
+    (initdb refuses the pair on the primary, halfway through a deploy)."""
+    encoding, locale = values.get("postgresql_encoding"), values.get("postgresql_locale")
+    errors = []
+    if encoding is not None and _squeezed(encoding) not in set(_squeezed(e) for e in SERVER_ENCODINGS):
+        errors.append("postgresql_encoding must be a PostgreSQL server encoding (UTF8, LATIN1, ...), got %r" % (encoding,))
+    if locale is not None and not re.match(r"^[A-Za-z0-9_.@-]+$", str(locale)):
+        errors.append("postgresql_locale must be a locale name such as C.UTF-8 or en_US.UTF-8, got %r" % (locale,))
+    elif encoding is not None and locale is not None and not errors:
+        codeset = str(locale).partition(".")[2].partition("@")[0]
+        if _squeezed(codeset) == "utf8" and _squeezed(encoding) != "utf8":
+            errors.append("postgresql_encoding %s does not match postgresql_locale %s (a UTF-8 locale needs UTF8)"
+                          % (encoding, locale))
+    return errors
+
+
 POOL_PORTS = ("pgha_pgpool_port", "pgha_pcp_port", "pgpool_wd_port", "pgpool_heartbeat_port")
 
 
@@ -287,23 +317,30 @@ def setting_errors(values, colocated=True):
         errors += extra_settings_errors("postgresql_settings", values["postgresql_settings"], POSTGRESQL_MANAGED, False)
     if "pgpool_users" in values:
         errors += users_errors("pgpool_users", values["pgpool_users"])
-    return errors + order_errors(values) + port_errors(values, colocated)
+    return errors + order_errors(values) + port_errors(values, colocated) + locale_errors(values)
 
 
 def known_settings():
     return sorted(set(BOUNDS) | set(CHOICES) | set(BOOLS) | set(COMMANDS) | set(NETWORKS) | set(ADDRESSES)
-                  | {"pgpool_settings", "postgresql_settings", "pgpool_users"} | {name for pair in ORDERED for name in pair})
+                  | {"pgpool_settings", "postgresql_settings", "pgpool_users", "postgresql_encoding", "postgresql_locale"}
+                  | {name for pair in ORDERED for name in pair})
 
 
 # Variables with these prefixes are pgha's: one that the collection never reads is a typo
 # (a misspelt synchronous mode would leave replication asynchronous without a word). No
 # misspelt name may appear in the scanned files, or it would count as known.
 OWN_PREFIXES = ("pgha_", "pgpool_", "keeper_")
-NAME = re.compile(r"\b(?:%s)[a-z0-9_]*[a-z0-9]" % "|".join(OWN_PREFIXES))
+# Variables named after the collection's other roles may belong to another role of the same
+# inventory (the version or the users of another PostgreSQL role): only a near miss of one
+# of ours (a letter left out of a name) is refused as a typo.
+ROLE_PREFIXES = ("postgresql_", "replication_", "rebuild_", "failover_", "switchover_", "service_", "status_")
+NEAR_MISS = 0.9
+NAME = re.compile(r"\b(?:%s)[a-z0-9_]*[a-z0-9]" % "|".join(OWN_PREFIXES + ROLE_PREFIXES))
 
 
 def collection_names(root):
-    """Every pgha_/pgpool_/keeper_ name the collection's roles, playbooks and plugins mention."""
+    """Every name with one of the prefixes above that the collection's roles, playbooks and
+    plugins mention."""
     names = set()
     for top in ("roles", "playbooks", "plugins"):
         for folder, unused, files in os.walk(os.path.join(root, top)):
@@ -315,10 +352,17 @@ def collection_names(root):
 
 
 def unknown_setting_errors(names, known):
-    """One message per pgha_/pgpool_/keeper_ variable the collection never reads."""
+    """One message per pgha_/pgpool_/keeper_ variable the collection never reads, and per
+    near miss of a variable of its other roles."""
     errors = []
-    for name in sorted(n for n in names if n.startswith(OWN_PREFIXES) and n not in known):
-        close = difflib.get_close_matches(name, sorted(known), 1, 0.75)
+    for name in sorted(n for n in names if n.startswith(OWN_PREFIXES + ROLE_PREFIXES) and n not in known):
+        if name.startswith(OWN_PREFIXES):
+            close = difflib.get_close_matches(name, sorted(known), 1, 0.75)
+        else:
+            prefix = name.split("_", 1)[0] + "_"
+            close = difflib.get_close_matches(name, sorted(k for k in known if k.startswith(prefix)), 1, NEAR_MISS)
+            if not close:
+                continue
         errors.append("%s is not a pgha variable, nothing reads it%s" % (
             name, " (did you mean %s?)" % close[0] if close else ""))
     return errors

@@ -102,6 +102,8 @@ def test_site_refuses_bad_settings_before_touching_a_host(ansible, lab):
     extra += ["-e", "pgha_pcp_port=9694"]           # pgpool_heartbeat_port's default: pcp could not listen
     extra += ["-e", "pgpool_wd_heartbeat_keepalive=5"]  # not below the deadtime's default, 3
     extra += ["-e", '{"pgpool_users": [{"name": "app"}]}']
+    extra += ["-e", "postgresql_encoding=LATIN1"]     # initdb refuses it with the default locale, C.UTF-8
+    extra += ["-e", "status_fail_on_warnings=true"]   # a near miss in another role's name space
     result = ansible.playbook("pgha.cluster.site", *extra)
     assert result.returncode != 0
     for name, (value, allowed) in BAD_SETTINGS.items():
@@ -114,6 +116,8 @@ def test_site_refuses_bad_settings_before_touching_a_host(ansible, lab):
     assert "pgpool_users[0] (app) needs a password" in flat
     assert "pgha_synchronous_mod is not a pgha variable, nothing reads it (did you mean pgha_synchronous_mode?)" \
         in result.stdout, outcome(result)
+    assert "postgresql_encoding LATIN1 does not match postgresql_locale C.UTF-8" in flat, outcome(result)
+    assert "status_fail_on_warnings is not a pgha variable" in flat and "status_fail_on_warning?" in flat
     recap = [line for line in result.stdout.splitlines() if ": ok=" in line]
     assert recap and all("changed=0 " in line for line in recap), "\n".join(recap)
     assert "Site (2/" not in result.stdout
@@ -127,6 +131,18 @@ def test_site_refuses_a_fence_command_the_pgpool_nodes_cannot_run(ansible, lab):
     assert result.returncode != 0
     assert "pgpool_fence_command: /usr/local/bin/no-such-stonith is not an executable file" in result.stdout, \
         outcome(result)
+    recap = [line for line in result.stdout.splitlines() if ": ok=" in line]
+    assert recap and all("changed=0 " in line for line in recap), "\n".join(recap)
+    assert "Site (2/" not in result.stdout
+
+
+def test_site_refuses_a_locale_the_postgresql_nodes_lack(ansible, lab):
+    """initdb would fail on the primary halfway through the deploy: site.yml lists each
+    PostgreSQL node's locales (a read) and stops before any change."""
+    result = ansible.playbook("pgha.cluster.site", "-e", "postgresql_locale=xx_YY.UTF-8")
+    assert result.returncode != 0
+    flat = " ".join(result.stdout.split())
+    assert "postgresql_locale: pg1 has no locale xx_YY.UTF-8" in flat, outcome(result)
     recap = [line for line in result.stdout.splitlines() if ": ok=" in line]
     assert recap and all("changed=0 " in line for line in recap), "\n".join(recap)
     assert "Site (2/" not in result.stdout

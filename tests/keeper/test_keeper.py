@@ -230,6 +230,18 @@ def test_a_keeper_stopped_by_hand_comes_back_while_postgresql_runs(lab):
     assert the_primary(lab) == primary
 
 
+def test_a_frozen_keeper_is_killed_and_started_again_by_the_watchdog(lab):
+    """A keeper that stops beating (SIGSTOP here; a call stuck over a cut link) neither renews
+    its lease nor steps aside: systemd's watchdog kills it and its unit starts it again."""
+    primary = the_primary(lab)
+    pid = node_exec(primary, "systemctl show -P MainPID pgha-keeper").stdout.strip()
+    assert node_exec(primary, "kill -STOP %s" % pid).returncode == 0
+    assert wait_for(lambda: node_exec(primary, "systemctl show -P MainPID pgha-keeper").stdout.strip()
+                    not in (pid, "0"), 60), "the frozen keeper on %s was not started again" % primary
+    assert wait_for(lambda: lease(lab) == (primary, True), 30), "lease at the arbiter: %s" % (lease(lab),)
+    assert the_primary(lab) == primary
+
+
 def test_link_cut_between_the_nodes_with_both_reaching_the_arbiter(lab):
     """Issue 18's split brain: the old keeper promoted the standby here and both acknowledged writes."""
     primary = the_primary(lab)

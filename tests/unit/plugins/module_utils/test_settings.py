@@ -157,11 +157,21 @@ def test_every_role_entry_point_has_a_description():
                              "pgha_synchronous_mode?)"),
     ("pgpool_helth_check_period", "(did you mean pgpool_health_check_period?)"),
     ("keeper_zzz_qqq", "keeper_zzz_qqq is not a pgha variable, nothing reads it"),
+    ("postgresql_setings", "(did you mean postgresql_settings?)"),
+    ("rebuild_alow_basebackup", "(did you mean rebuild_allow_basebackup?)"),
+    ("status_fail_on_warnings", "(did you mean status_fail_on_warning?)"),
 ])
 def test_a_misspelt_variable_is_refused_with_the_closest_name(name, expected):
     known = settings.collection_names(str(REPO))
     errors = settings.unknown_setting_errors([name, "pgha_mode", "other_role_variable"], known)
     assert len(errors) == 1 and expected in errors[0]
+
+
+@pytest.mark.parametrize("name", ["postgresql_version", "postgresql_users", "postgresql_databases",
+                                  "postgresql_hba_entries", "postgresql_global_config_options", "failover_timeout",
+                                  "service_name", "status_page"])
+def test_another_roles_variable_with_a_shared_prefix_is_left_alone(name):
+    assert settings.unknown_setting_errors([name], settings.collection_names(str(REPO))) == []
 
 
 def test_every_variable_the_roles_document_or_the_examples_set_is_known():
@@ -174,3 +184,17 @@ def test_every_variable_the_roles_document_or_the_examples_set_is_known():
     for vars_file in (REPO / "inventories").glob("*/group_vars/**/*.yml"):
         documented.update(yaml.safe_load(vars_file.read_text()) or {})
     assert settings.unknown_setting_errors(documented, known) == []
+
+
+@pytest.mark.parametrize("values, expected", [
+    ({"postgresql_encoding": "UTF8", "postgresql_locale": "C.UTF-8"}, []),
+    ({"postgresql_encoding": "utf-8", "postgresql_locale": "en_US.utf8"}, []),
+    ({"postgresql_encoding": "LATIN1", "postgresql_locale": "C"}, []),
+    ({"postgresql_encoding": "LATIN1", "postgresql_locale": "de_DE.ISO-8859-1"}, []),
+    ({"postgresql_encoding": "UTF9"}, ["postgresql_encoding must be a PostgreSQL server encoding"]),
+    ({"postgresql_encoding": "LATIN1", "postgresql_locale": "C.UTF-8"}, ["does not match postgresql_locale C.UTF-8"]),
+    ({"postgresql_locale": "en US; rm -rf"}, ["postgresql_locale must be a locale name"]),
+])
+def test_encoding_and_locale_are_checked_before_initdb(values, expected):
+    errors = settings.setting_errors(values)
+    assert len(errors) == len(expected) and all(e in error for e, error in zip(expected, errors)), errors
