@@ -47,6 +47,7 @@ class Node:
         self.async_override = False
         self.fence_lock = False
         self.state = {}
+        self.dies_midway = False        # the keeper process dies in the middle of its next decision
         self.moved_aside = []
         self.start_retry_until = None
 
@@ -107,6 +108,9 @@ class KeeperWorld:
 
     def ev_stop(self, name):
         self.nodes[name].running = False
+
+    def ev_keeper_dies(self, name):
+        self.nodes[name].dies_midway = True
 
     def ev_cut(self, a, b):
         self.cut.add(frozenset((a, b)))
@@ -307,12 +311,20 @@ class KeeperWorld:
         remote = self.survey(name, peer) if local else None
         facts = keeper.beat_facts(name, local, remote, peer, node.async_override, self.lease_row(name), False)
         node.state, decision = self.policy.keeper_step(facts, node.state, COUNT, self.strict)
+        steps = decision["steps"]
+        dies = node.dies_midway and steps
+        if dies:  # killed (the watchdog, OOM, a crash) after some of the steps: it starts again
+            steps, node.dies_midway = steps[:self.rng.randint(0, len(steps) - 1)], False
         done = []
-        for step in decision["steps"]:
+        for step in steps:
             if not self.carry_out(name, step, facts):
                 break
             done.append(step[0])
-        if decision["steps"]:
+        if dies:
+            node.state = node.restarted_state()
+            self.log("%s keeper died after %s of %s; started again" % (
+                name, ", ".join(done) or "nothing", ", ".join(s[0] for s in decision["steps"])))
+        elif decision["steps"]:
             self.log("%s keeper: %s (done: %s)" % (name, decision["reason"], ", ".join(done) or "nothing"))
 
     def carry_out(self, name, step, facts):
@@ -371,8 +383,8 @@ class KeeperWorld:
 
 
 KINDS = ["crash", "poweroff", "poweron", "start", "stop", "cut", "isolate", "heal", "arbiter_down", "arbiter_up",
-         "break_replication", "fix_replication", "rebuild", "arbiter_clock", "switchover"]
-WEIGHTS = [3, 2, 3, 3, 1, 4, 2, 3, 2, 2, 2, 2, 2, 1, 1]
+         "break_replication", "fix_replication", "rebuild", "arbiter_clock", "switchover", "keeper_dies"]
+WEIGHTS = [3, 2, 3, 3, 1, 4, 2, 3, 2, 2, 2, 2, 2, 1, 1, 2]
 # The arbiter restored from a backup runs in named schedules only: a node cut from the arbiter
 # while the rows it missed were written cannot tell the restored row from the current one.
 

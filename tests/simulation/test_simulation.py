@@ -291,6 +291,21 @@ def test_a_stopped_new_primary_is_not_rebuilt_from_the_old_primary_that_came_bac
     assert [line for line in world.timeline if "rebuild of n2 refused" in line], "\n".join(world.timeline)
 
 
+def test_a_keeper_killed_between_its_claim_and_its_promotion_finishes_it_when_it_starts_again(monkeypatch):
+    """The standby's keeper dies (the watchdog, a crash) right after its CLAIM took the lease:
+    the claimed term is on disk (state file) before the CLAIM is sent, so the keeper that starts
+    again promotes. One that forgot it would leave the lease naming a standby nobody promotes."""
+    events = [(1.0, ("keeper_dies", "n2")), (2.0, ("crash", "n1"))]
+    world = keeper_sim.run(2, events=events)
+    assert [line for line in world.timeline if "n2 keeper died after claim of claim, promote" in line], \
+        "\n".join(world.timeline)
+    assert keeper_primaries(world) == ["n2"], "\n".join(world.timeline)
+    monkeypatch.setattr(keeper_sim.Node, "restarted_state",
+                        lambda node: dict((k, v) for k, v in node.state.items() if k == "lease_seen"))
+    with pytest.raises(sim.Violation, match="liveness"):
+        keeper_sim.run(2, events=events)
+
+
 class ForgetfulKeeper(keeper_sim.Policy):
     """The keeper before it remembered the lease row it read (an older row was taken as true)."""
 
