@@ -239,13 +239,17 @@ def order_errors(values):
 
 # Ports every pgpool node listens on, and PostgreSQL's beside them on a node in both groups (a
 # pgpool host of its own may well listen on 5432 too).
-# PostgreSQL's server encodings (initdb --encoding), compared as PostgreSQL does: case and
-# anything but letters and digits ignored (UTF-8 is UTF8).
+# PostgreSQL's server encodings (initdb --encoding) and the aliases it takes, compared as
+# PostgreSQL does: case and anything but letters and digits ignored (UTF-8 is UTF8).
 SERVER_ENCODINGS = frozenset("""
     sql_ascii utf8 mule_internal euc_jp euc_cn euc_kr euc_tw euc_jis_2004 koi8r koi8u win866 win874
     win1250 win1251 win1252 win1253 win1254 win1255 win1256 win1257 win1258 latin1 latin2 latin3 latin4
     latin5 latin6 latin7 latin8 latin9 latin10 iso_8859_5 iso_8859_6 iso_8859_7 iso_8859_8
+    unicode koi8 alt win tcvn tcvn5712 vscii abc iso88591 iso88592 iso88593 iso88594 iso88599 iso885910
+    iso885913 iso885914 iso885915 iso885916 cp866 cp874 cp1250 cp1251 cp1252 cp1253 cp1254 cp1255 cp1256
+    cp1257 cp1258 eucjp euccn euckr euctw
 """.split())
+UTF8_NAMES = ("utf8", "unicode")
 
 
 def _squeezed(text):
@@ -253,19 +257,22 @@ def _squeezed(text):
 
 
 def locale_errors(values):
-    """postgresql_encoding must be a server encoding, and the one a UTF-8 locale needs
-    (initdb refuses the pair on the primary, halfway through a deploy)."""
+    """postgresql_encoding must be a server encoding that the locale's codeset allows
+    (initdb refuses the pair on the primary, halfway through a deploy): a UTF-8 locale takes
+    UTF8 (or SQL_ASCII), UTF8 needs a UTF-8 locale (or C, POSIX)."""
     encoding, locale = values.get("postgresql_encoding"), values.get("postgresql_locale")
     errors = []
     if encoding is not None and _squeezed(encoding) not in set(_squeezed(e) for e in SERVER_ENCODINGS):
         errors.append("postgresql_encoding must be a PostgreSQL server encoding (UTF8, LATIN1, ...), got %r" % (encoding,))
     if locale is not None and not re.match(r"^[A-Za-z0-9_.@-]+$", str(locale)):
         errors.append("postgresql_locale must be a locale name such as C.UTF-8 or en_US.UTF-8, got %r" % (locale,))
-    elif encoding is not None and locale is not None and not errors:
-        codeset = str(locale).partition(".")[2].partition("@")[0]
-        if _squeezed(codeset) == "utf8" and _squeezed(encoding) != "utf8":
-            errors.append("postgresql_encoding %s does not match postgresql_locale %s (a UTF-8 locale needs UTF8)"
-                          % (encoding, locale))
+    if errors or encoding is None or locale is None:
+        return errors
+    codeset, wanted = _squeezed(str(locale).partition(".")[2].partition("@")[0]), _squeezed(encoding)
+    utf8_locale, utf8_encoding = codeset == "utf8", wanted in UTF8_NAMES
+    if (utf8_locale and not utf8_encoding and wanted != "sqlascii") or (codeset and not utf8_locale and utf8_encoding):
+        errors.append("postgresql_encoding %s does not match postgresql_locale %s (initdb refuses the pair: a UTF-8 "
+                      "locale needs UTF8, UTF8 needs a UTF-8 locale or C)" % (encoding, locale))
     return errors
 
 
@@ -359,9 +366,11 @@ def unknown_setting_errors(names, known):
         if name.startswith(OWN_PREFIXES):
             close = difflib.get_close_matches(name, sorted(known), 1, 0.75)
         else:
+            # a letter left out or swapped, not one added: another role's plural (its list of
+            # locales beside our one locale) is no typo of ours
             prefix = name.split("_", 1)[0] + "_"
             close = difflib.get_close_matches(name, sorted(k for k in known if k.startswith(prefix)), 1, NEAR_MISS)
-            if not close:
+            if not close or len(name) > len(close[0]):
                 continue
         errors.append("%s is not a pgha variable, nothing reads it%s" % (
             name, " (did you mean %s?)" % close[0] if close else ""))

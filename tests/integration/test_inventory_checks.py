@@ -103,7 +103,7 @@ def test_site_refuses_bad_settings_before_touching_a_host(ansible, lab):
     extra += ["-e", "pgpool_wd_heartbeat_keepalive=5"]  # not below the deadtime's default, 3
     extra += ["-e", '{"pgpool_users": [{"name": "app"}]}']
     extra += ["-e", "postgresql_encoding=LATIN1"]     # initdb refuses it with the default locale, C.UTF-8
-    extra += ["-e", "status_fail_on_warnings=true"]   # a near miss in another role's name space
+    extra += ["-e", "status_fail_on_warnng=true"]     # a near miss in another role's name space
     result = ansible.playbook("pgha.cluster.site", *extra)
     assert result.returncode != 0
     for name, (value, allowed) in BAD_SETTINGS.items():
@@ -117,7 +117,7 @@ def test_site_refuses_bad_settings_before_touching_a_host(ansible, lab):
     assert "pgha_synchronous_mod is not a pgha variable, nothing reads it (did you mean pgha_synchronous_mode?)" \
         in result.stdout, outcome(result)
     assert "postgresql_encoding LATIN1 does not match postgresql_locale C.UTF-8" in flat, outcome(result)
-    assert "status_fail_on_warnings is not a pgha variable" in flat and "status_fail_on_warning?" in flat
+    assert "status_fail_on_warnng is not a pgha variable" in flat and "status_fail_on_warning?" in flat
     recap = [line for line in result.stdout.splitlines() if ": ok=" in line]
     assert recap and all("changed=0 " in line for line in recap), "\n".join(recap)
     assert "Site (2/" not in result.stdout

@@ -32,9 +32,10 @@ import time
 
 DEFAULT_CONFIG = "/etc/pgha/keeper.conf"
 ALIASES = {"keepalive_time": "keepalives_time", "keepalive_count": "keepalives_count"}
-# The watchdog's deadline while the keeper carries out a decision (a promotion, a fence over
-# ssh: each bounded by its own timeouts, well within this).
-ACTION_SECONDS = 120
+# The watchdog's deadline while the keeper carries out a decision: a promotion (pg_promote
+# waits up to 60 s, then a checkpoint), a fence over ssh (about 15 s), plus after_command
+# for as long as after_command_timeout lets it run.
+ACTION_SECONDS = 300
 
 
 def boolean(value):
@@ -238,7 +239,7 @@ class Keeper:
             facts = self.core.beat_facts(self.name, local, peer, self.peer_name, override, lease, paused)
             self.state, decision = self.core.keeper_step(facts, self.state, self.config["keepalives_count"],
                                                          self.config["synchronous_mode_strict"])
-            with self.beating.allowing(ACTION_SECONDS):  # a promotion, a fence over ssh
+            with self.beating.allowing(ACTION_SECONDS + self.config["after_command_timeout"]):
                 done = self.carry_out(decision["steps"], facts, conn)
         finally:
             if conn is not None:

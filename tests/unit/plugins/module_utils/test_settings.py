@@ -159,7 +159,7 @@ def test_every_role_entry_point_has_a_description():
     ("keeper_zzz_qqq", "keeper_zzz_qqq is not a pgha variable, nothing reads it"),
     ("postgresql_setings", "(did you mean postgresql_settings?)"),
     ("rebuild_alow_basebackup", "(did you mean rebuild_allow_basebackup?)"),
-    ("status_fail_on_warnings", "(did you mean status_fail_on_warning?)"),
+    ("status_fail_on_warnng", "(did you mean status_fail_on_warning?)"),
 ])
 def test_a_misspelt_variable_is_refused_with_the_closest_name(name, expected):
     known = settings.collection_names(str(REPO))
@@ -169,7 +169,7 @@ def test_a_misspelt_variable_is_refused_with_the_closest_name(name, expected):
 
 @pytest.mark.parametrize("name", ["postgresql_version", "postgresql_users", "postgresql_databases",
                                   "postgresql_hba_entries", "postgresql_global_config_options", "failover_timeout",
-                                  "service_name", "status_page"])
+                                  "service_name", "status_page", "postgresql_locales"])
 def test_another_roles_variable_with_a_shared_prefix_is_left_alone(name):
     assert settings.unknown_setting_errors([name], settings.collection_names(str(REPO))) == []
 
@@ -194,6 +194,11 @@ def test_every_variable_the_roles_document_or_the_examples_set_is_known():
     ({"postgresql_encoding": "UTF9"}, ["postgresql_encoding must be a PostgreSQL server encoding"]),
     ({"postgresql_encoding": "LATIN1", "postgresql_locale": "C.UTF-8"}, ["does not match postgresql_locale C.UTF-8"]),
     ({"postgresql_locale": "en US; rm -rf"}, ["postgresql_locale must be a locale name"]),
+    ({"postgresql_encoding": "SQL_ASCII", "postgresql_locale": "C.UTF-8"}, []),
+    ({"postgresql_encoding": "UNICODE", "postgresql_locale": "en_US.UTF-8"}, []),
+    ({"postgresql_encoding": "ISO-8859-1", "postgresql_locale": "de_DE.ISO-8859-1"}, []),
+    ({"postgresql_encoding": "UTF8", "postgresql_locale": "C"}, []),
+    ({"postgresql_encoding": "UTF8", "postgresql_locale": "de_DE.iso88591"}, ["UTF8 does not match postgresql_locale"]),
 ])
 def test_encoding_and_locale_are_checked_before_initdb(values, expected):
     errors = settings.setting_errors(values)
